@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data test demo bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Fashion-MNIST from Debian where apt is at hand; elsewhere torchvision downloads it on first use.
+data:
+	@if [ -d $(FMNIST) ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
+	else echo "Fashion-MNIST: $(FMNIST) is missing; run 'sudo apt-get install dataset-fashion-mnist', or keep the network on so torchvision downloads it."; fi
+
+test: setup data
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+demo: setup data
+	$(PY) -m app.demo
+
+bench: setup data
+	$(PY) -m bench.knn_fmnist
+	$(PY) -m bench.throughput

@@ -1,0 +1,1 @@
+"""Benchmarks: speed and quality measured from the outside, written to BENCHMARKS.md."""

@@ -1,0 +1,25 @@
+"""Write one section of BENCHMARKS.md, leaving the others as they are."""
+from __future__ import annotations
+
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+REPORT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nFigures written by the scripts in `bench/` (`make bench`); each section says how it was made.\n"
+
+
+def machine() -> str:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    return f"{device}, torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
+
+
+def write_section(title: str, body: str) -> None:
+    text = REPORT.read_text() if REPORT.exists() else HEADER
+    section = f"## {title}\n\n_{time.strftime('%Y-%m-%d')}, {machine()}_\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    REPORT.write_text(text)

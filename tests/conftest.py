@@ -1,0 +1,26 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network
+
+import pytest
+import timm
+import torch
+
+import zoo.checkpoint
+
+FMNIST_DATA = dict(input_size=(3, 32, 32), mean=(0.286,) * 3, std=(0.353,) * 3, crop_pct=1.0,
+                   interpolation="bilinear")
+
+
+@pytest.fixture
+def zoo_home(tmp_path, monkeypatch):
+    home = tmp_path / "zoo"
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    return home
+
+
+def save_backbone(folder, arch="resnet18", seed=0):
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, num_classes=0).eval()
+    zoo.checkpoint.save(model, folder, data_config=FMNIST_DATA, card="# test model\n")
+    return model

@@ -1,0 +1,89 @@
+"""InstDisc's mechanisms: the memory bank, the NCE loss, the Z estimate and the kNN monitor."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from train.augment import InstanceAugment
+from train.blocks.losses import estimate_log_z, nce_loss
+from train.blocks.memory_bank import MemoryBank
+from train.knn import knn_predict
+from train.methods.instdisc import InstDisc
+
+
+def test_bank_row_moves_toward_its_new_feature_and_stays_unit_length():
+    torch.manual_seed(0)
+    bank = MemoryBank(10, 8, momentum=0.5)
+    before = bank.memory.clone()
+    f = F.normalize(torch.randn(2, 8), dim=1)
+    bank.update(torch.tensor([3, 7]), f)
+    for row, feature in zip([3, 7], f):
+        assert (bank.memory[row] @ feature) > (before[row] @ feature)
+        expected = F.normalize(0.5 * before[row] + 0.5 * feature, dim=0)
+        assert torch.allclose(bank.memory[row], expected, atol=1e-6)
+    assert torch.allclose(bank.memory.norm(dim=1), torch.ones(10), atol=1e-6)
+    untouched = [i for i in range(10) if i not in (3, 7)]
+    assert torch.equal(bank.memory[untouched], before[untouched])
+
+
+def test_nce_loss_equals_the_papers_formula_computed_directly():
+    torch.manual_seed(0)
+    n, m = 50, 6
+    positive, noise, log_z = torch.randn(4) * 3, torch.randn(4, m) * 3, torch.tensor(2.5)
+    p_n = 1 / n
+    p_pos = positive.exp() / log_z.exp()
+    p_noise = noise.exp() / log_z.exp()
+    h_pos = p_pos / (p_pos + m * p_n)
+    h_noise = p_noise / (p_noise + m * p_n)
+    direct = -(h_pos.log() + (1 - h_noise).log().sum(dim=1)).mean()
+    assert torch.allclose(nce_loss(positive, noise, log_z, n), direct, atol=1e-5)
+
+
+def test_log_z_is_the_monte_carlo_estimate():
+    logits = torch.randn(3, 5)
+    assert torch.allclose(estimate_log_z(logits, 1000), torch.log(1000 * logits.exp().mean()), atol=1e-5)
+
+
+def test_knn_vote_matches_a_brute_force_count():
+    torch.manual_seed(0)
+    train = F.normalize(torch.randn(40, 5), dim=1)
+    labels = torch.randint(0, 3, (40,))
+    test = F.normalize(torch.randn(9, 5), dim=1)
+    k, t = 7, 0.1
+    expected = []
+    for q in test:
+        sims = [(float(q @ x), int(y)) for x, y in zip(train, labels)]
+        votes = [0.0] * 3
+        for s, y in sorted(sims, reverse=True)[:k]:
+            votes[y] += math.exp(s / t)
+        expected.append(max(range(3), key=votes.__getitem__))
+    assert knn_predict(train, labels, test, 3, k=k, temperature=t, chunk=4).tolist() == expected
+
+
+def tiny_instdisc(num_images=20):
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 12))
+    backbone.num_features = 12
+    augment = InstanceAugment(16, (0.5,) * 3, (0.25,) * 3)
+    return InstDisc(backbone, augment, num_images, dim=8, negatives=5)
+
+
+def test_step_updates_the_batch_rows_only_and_no_gradient_reaches_the_bank():
+    model = tiny_instdisc()
+    before = model.memory_bank.memory.clone()
+    index = torch.tensor([0, 4, 9])
+    loss = model(torch.randint(0, 255, (3, 1, 16, 16), dtype=torch.uint8), index)
+    loss.backward()
+    changed = (model.memory_bank.memory != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [0, 4, 9]
+    assert model.backbone[1].weight.grad.abs().sum() > 0 and not model.memory_bank.memory.requires_grad
+    assert torch.isfinite(model.log_z) and math.isfinite(loss.item())
+
+
+def test_z_is_estimated_once_then_held():
+    model = tiny_instdisc()
+    images = torch.randint(0, 255, (4, 1, 16, 16), dtype=torch.uint8)
+    model(images, torch.arange(4))
+    first = model.log_z.clone()
+    model(images, torch.arange(4, 8))
+    assert torch.equal(model.log_z, first)

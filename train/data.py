@@ -1,0 +1,113 @@
+"""Training data as uint8 image tensors with their indices (InstDisc needs to know which image is which).
+
+Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` where it is installed, else
+from torchvision's download; any other folder of images is read with ImageFolder.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+FMNIST_STATS = dict(mean=(0.2860,) * 3, std=(0.3530,) * 3)  # training set, grey replicated to RGB
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("ZOO_DATA", Path.home() / ".cache" / "contrastive-zoo-data")).expanduser()
+
+
+class Indexed(Dataset):
+    """(image, index) pairs of an (image, label) dataset: the index names the image's memory-bank row."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index][0], index
+
+
+@dataclass
+class Data:
+    """A training split and a test split of (uint8 image [C, H, W], label), and their statistics."""
+
+    train: Dataset
+    test: Dataset
+    train_labels: torch.Tensor
+    test_labels: torch.Tensor
+    mean: tuple
+    std: tuple
+
+
+def _seed_from_debian(raw: Path) -> None:
+    """Unpack Debian's gzipped IDX files where torchvision looks for them."""
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in DEBIAN_FMNIST.glob("*-ubyte.gz"):
+        target = raw / gz.stem
+        if not target.exists():
+            partial = target.with_suffix(".partial")
+            with gzip.open(gz) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            partial.rename(target)
+
+
+def fashion_mnist(train: bool) -> TensorDataset:
+    from torchvision.datasets import FashionMNIST
+
+    root = data_home()
+    if DEBIAN_FMNIST.is_dir():
+        _seed_from_debian(root / "FashionMNIST" / "raw")
+    try:
+        dataset = FashionMNIST(root, train=train, download=False)
+    except RuntimeError:
+        try:
+            dataset = FashionMNIST(root, train=train, download=True)
+        except Exception as error:
+            raise RuntimeError(
+                f"Fashion-MNIST is not in {root} and could not be downloaded ({error}). Fix: install Debian's "
+                "package (`apt-get install dataset-fashion-mnist`) or run once with network access.") from None
+    return TensorDataset(dataset.data.unsqueeze(1), dataset.targets)
+
+
+def image_folder(path: Path, size: int) -> Dataset:
+    """An ImageFolder of ``size`` x ``size`` uint8 tensors; the random crop happens later, batched on device."""
+    from torchvision import datasets, transforms
+
+    to_tensor = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
+    return datasets.ImageFolder(path, transform=to_tensor)
+
+
+def _labels(dataset: Dataset) -> torch.Tensor:
+    if isinstance(dataset, Subset):
+        return _labels(dataset.dataset)[dataset.indices]
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1]
+    return torch.as_tensor(dataset.targets)
+
+
+def load(name: str, size: int, subset: int = 0) -> Data:
+    """``fashion-mnist`` or a folder with ``train/`` and ``val/`` ImageFolders (e.g. ImageNet).
+
+    ``subset`` keeps the first N training and N // 4 test images, for quick runs.
+    """
+    if name == "fashion-mnist":
+        train, test, stats = fashion_mnist(True), fashion_mnist(False), FMNIST_STATS
+    else:
+        from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+        root = Path(name).expanduser()
+        if not (root / "train").is_dir() or not (root / "val").is_dir():
+            raise FileNotFoundError(f"{root} needs train/ and val/ folders of class sub-folders (ImageFolder layout)")
+        resize = int(size / 0.875)  # crops are taken on the device from this square
+        train, test = image_folder(root / "train", resize), image_folder(root / "val", resize)
+        stats = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    if subset:
+        train, test = Subset(train, range(subset)), Subset(test, range(max(subset // 4, 1)))
+    return Data(train, test, _labels(train), _labels(test), tuple(stats["mean"]), tuple(stats["std"]))

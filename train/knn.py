@@ -1,0 +1,37 @@
+"""The weighted kNN monitor of Wu et al. 2018 (Sec. 3.4): the common yardstick of every method."""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+@torch.no_grad()
+def embed(backbone, batches, preprocess, device) -> torch.Tensor:
+    """L2-normalised backbone features of an iterable of uint8 image batches, computed in eval mode."""
+    was_training = backbone.training
+    backbone.eval()
+    features = [F.normalize(backbone(preprocess(chunk.to(device))).float(), dim=1).cpu()
+                for chunk in batches]
+    backbone.train(was_training)
+    return torch.cat(features)
+
+
+@torch.no_grad()
+def knn_predict(train_features, train_labels, test_features, num_classes: int,
+                k: int = 200, temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Class of each test feature by the vote of its k most cosine-similar training features,
+    each weighted by exp(s_i / T)."""
+    predictions = []
+    for queries in test_features.split(chunk):
+        similarity, neighbours = (queries @ train_features.T).topk(k, dim=1)
+        votes = torch.zeros(len(queries), num_classes, device=queries.device)
+        votes.scatter_add_(1, train_labels[neighbours], (similarity / temperature).exp())
+        predictions.append(votes.argmax(dim=1))
+    return torch.cat(predictions)
+
+
+def knn_accuracy(train_features, train_labels, test_features, test_labels, **kwargs) -> float:
+    """Top-1 accuracy of the kNN vote, in %."""
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    predicted = knn_predict(train_features, train_labels, test_features, num_classes, **kwargs)
+    return (predicted == test_labels).float().mean().item() * 100

@@ -1,0 +1,72 @@
+"""Where a model name resolves, in order: an explicit folder, the local zoo folder
+(``$ZOO_HOME``), the Hugging Face cache, then the Hub itself (unless offline).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .checkpoint import CONFIG, WEIGHTS, is_checkpoint
+from .registry import ENTRIES, ZooError, suggest
+
+
+def zoo_home() -> Path:
+    """The local zoo folder: where `python -m train` exports and `zoo convert` writes."""
+    home = os.environ.get("ZOO_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "contrastive-zoo"
+    return Path(home).expanduser()
+
+
+def local_names() -> list[str]:
+    home = zoo_home()
+    return sorted(p.name for p in home.iterdir() if is_checkpoint(p)) if home.is_dir() else []
+
+
+def known_names() -> list[str]:
+    return sorted(set(ENTRIES) | set(local_names()))
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or name.startswith((".", "~"))
+
+
+def resolve(name: str | os.PathLike, download: bool = True) -> Path:
+    """The folder holding ``name``'s config.json and model.safetensors, fetching it if ``download``."""
+    path = Path(name).expanduser()
+    if path.is_dir() or _looks_like_path(str(name)):
+        if not is_checkpoint(path):
+            raise ZooError(f"{path} is not a zoo checkpoint: it needs {CONFIG} and {WEIGHTS}. "
+                           "Export one with `python -m train` or `python -m zoo convert`.")
+        return path
+    name = str(name)
+    local = zoo_home() / name
+    if is_checkpoint(local):
+        return local
+    if name not in ENTRIES:
+        raise ZooError(f"Unknown model {name!r}. {suggest(name, known_names())}")
+    return _from_hub(ENTRIES[name], local, download)
+
+
+def _from_hub(entry, local: Path, download: bool) -> Path:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    tried = [f"the local zoo folder {local}"]
+    try:
+        return Path(snapshot_download(entry.hub_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        tried.append(f"the Hugging Face cache ({entry.hub_id})")
+    if not download:
+        tried.append("the Hub: not asked")
+    elif constants.HF_HUB_OFFLINE:
+        tried.append("the Hub: skipped because HF_HUB_OFFLINE is set")
+    else:
+        try:
+            return Path(snapshot_download(entry.hub_id))
+        except Exception as error:  # network down, repo missing, auth: all end the same way
+            tried.append(f"the Hub ({type(error).__name__}: {str(error).splitlines()[0][:160]})")
+    if entry.source == "authors":
+        fix = f"convert the authors' checkpoint ({entry.release}) with `python -m zoo convert {entry.name} --src FILE`"
+    else:
+        fix = f"train it with `python -m train {entry.method} --preset {entry.preset}`"
+    raise ZooError(f"No weights for {entry.name!r} on this machine. Tried: " + "; ".join(tried)
+                   + f". Fix: connect to the network, or {fix}.")
