@@ -38,3 +38,9 @@ def render(name: str, method: str, arch: str, dataset: str, description: str,
         lines += [f"| {key} | {value} |" for key, value in recipe.items()]
     lines += ["", "## Citation", "", f"{paper.authors}. *{paper.title}*. {paper.year}. arXiv:{paper.arxiv}.", ""]
     return "\n".join(lines)
+
+
+def for_entry(entry) -> str:
+    """The card of a registry entry converted from the authors' release."""
+    return render(entry.name, entry.method, entry.arch, entry.dataset, entry.description, entry.metrics,
+                  {"source": entry.release})

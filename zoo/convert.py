@@ -95,6 +95,5 @@ def convert(name: str, src: Path, out: Path | None = None) -> Path:
     model = timm.create_model(entry.arch, pretrained=False, num_classes=0)
     checkpoint.check_state_dict(model.state_dict(), state, f"{src} after the {entry.method} conversion")
     model.load_state_dict(state)
-    text = card.render(name, entry.method, entry.arch, entry.dataset, entry.description, entry.metrics,
-                       {"source": entry.release})
-    return checkpoint.save(model, Path(out) if out else zoo_home() / name, data_config=IMAGENET_DATA, card=text)
+    return checkpoint.save(model, Path(out) if out else zoo_home() / name, data_config=IMAGENET_DATA,
+                           card=card.for_entry(entry))
