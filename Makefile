@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data test demo bench
+.PHONY: setup data browser test demo bench
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,14 @@ data:
 		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
 	else echo "Fashion-MNIST: $(FMNIST) is missing; run 'sudo apt-get install dataset-fashion-mnist', or keep the network on so torchvision downloads it."; fi
 
-test: setup data
+# Debian's Chromium for the browser test (Playwright drives it; nothing is downloaded by Playwright).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) >/dev/null; \
+	else echo "chromium is missing: the browser test will be skipped ('sudo apt-get install chromium' runs it)."; fi
+
+test: setup data browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 demo: setup data
@@ -30,3 +37,4 @@ demo: setup data
 bench: setup data
 	$(PY) -m bench.knn_fmnist
 	$(PY) -m bench.throughput
+	$(PY) -m bench.load_app

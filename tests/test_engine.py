@@ -68,3 +68,20 @@ def test_two_processes_keep_one_memory_bank(zoo_home, tmp_path):
     changed = (state["memory_bank.memory"] != initial.memory_bank.memory).any(dim=1)
     assert changed.all()
     assert (zoo_home / "instdisc-resnet18-fmnist-smoke" / "model.safetensors").exists()
+
+
+def test_image_folder_data_trains_and_exports_imagenet_style_preprocessing(zoo_home, tmp_path):
+    """The `paper` preset's data path (train/ and val/ ImageFolders), shrunk to 16 tiny images."""
+    from PIL import Image
+    torch.manual_seed(0)
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            for i in range(8):
+                pixels = torch.randint(0, 256, (40, 48, 3), dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(tmp_path / "data" / split / label / f"{i}.png")
+    run(tmp_path / "run", "--data", str(tmp_path / "data"), "--batch-size", "8", "--epochs", "1")
+    info = zoo.info("instdisc-resnet18-data-smoke")
+    assert info["input_size"] == (3, 32, 32) and info["mean"] == pytest.approx((0.485, 0.456, 0.406))
+    config = (zoo_home / "instdisc-resnet18-data-smoke" / "config.json").read_text()
+    assert '"crop_pct": 0.875' in config

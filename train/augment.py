@@ -17,18 +17,20 @@ def to_rgb_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class Preprocess(nn.Module):
-    """The evaluation transform: resize to ``size`` and normalise, no randomness."""
+    """The evaluation transform, as timm's with ``crop_pct``: resize to size / crop_pct, centre-crop
+    ``size``, normalise. It is what the exported pretrained_cfg tells users to do."""
 
-    def __init__(self, size: int, mean, std):
+    def __init__(self, size: int, mean, std, crop_pct: float = 1.0):
         super().__init__()
-        self.size = size
+        self.size, self.resize = size, round(size / crop_pct)
         self.normalize = K.Normalize(torch.tensor(mean), torch.tensor(std))
 
     def forward(self, images):
         images = to_rgb_float(images)
-        if images.shape[-1] != self.size or images.shape[-2] != self.size:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True)
-        return self.normalize(images)
+        if images.shape[-2:] != (self.resize, self.resize):
+            images = F.interpolate(images, size=(self.resize, self.resize), mode="bilinear", antialias=True)
+        top = (self.resize - self.size) // 2
+        return self.normalize(images[..., top:top + self.size, top:top + self.size])
 
 
 class InstanceAugment(nn.Module):

@@ -45,6 +45,7 @@ class Data:
     test_labels: torch.Tensor
     mean: tuple
     std: tuple
+    crop_pct: float  # of the evaluation transform: small images are used whole
 
 
 def _seed_from_debian(raw: Path) -> None:
@@ -99,15 +100,16 @@ def load(name: str, size: int, subset: int = 0) -> Data:
     ``subset`` keeps the first N training and N // 4 test images, for quick runs.
     """
     if name == "fashion-mnist":
-        train, test, stats = fashion_mnist(True), fashion_mnist(False), FMNIST_STATS
+        train, test, stats, crop_pct = fashion_mnist(True), fashion_mnist(False), FMNIST_STATS, 1.0
     else:
         from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
         root = Path(name).expanduser()
         if not (root / "train").is_dir() or not (root / "val").is_dir():
             raise FileNotFoundError(f"{root} needs train/ and val/ folders of class sub-folders (ImageFolder layout)")
-        resize = int(size / 0.875)  # crops are taken on the device from this square
+        crop_pct = 0.875
+        resize = round(size / crop_pct)  # crops are taken on the device from this square
         train, test = image_folder(root / "train", resize), image_folder(root / "val", resize)
         stats = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
     if subset:
-        train, test = Subset(train, range(subset)), Subset(test, range(max(subset // 4, 1)))
-    return Data(train, test, _labels(train), _labels(test), tuple(stats["mean"]), tuple(stats["std"]))
+        train, test = Subset(train, range(min(subset, len(train)))), Subset(test, range(min(max(subset // 4, 1), len(test))))
+    return Data(train, test, _labels(train), _labels(test), tuple(stats["mean"]), tuple(stats["std"]), crop_pct)

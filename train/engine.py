@@ -109,7 +109,7 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
         start = state["epoch"]
     # buffers (e.g. the memory bank) stay in step by gathering updates, not by broadcast
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    preprocess = Preprocess(cfg.image_size, data.mean, data.std).to(device)
+    preprocess = Preprocess(cfg.image_size, data.mean, data.std, data.crop_pct).to(device)
     log = EpochLog(out, start) if rank == 0 else None
 
     for epoch in range(start, cfg.epochs):
@@ -159,9 +159,8 @@ def export_backbone(backbone, method, preset, cfg, data, preprocess, device, nam
     text = zoo.card.render(name, method, cfg.arch, "fashion-mnist" if cfg.dataset == "fashion-mnist" else cfg.dataset,
                            entry.description if entry else f"{method} {cfg.arch} trained with `python -m train`.",
                            {zoo.card.KNN_METRIC: knn}, recipe)
-    crop_pct = 1.0 if cfg.dataset == "fashion-mnist" else 0.875  # small images are used whole
     data_config = dict(input_size=(3, cfg.image_size, cfg.image_size), mean=data.mean, std=data.std,
-                       crop_pct=crop_pct, interpolation="bilinear")
+                       crop_pct=data.crop_pct, interpolation="bilinear")
     folder = zoo.checkpoint.save(copy.deepcopy(backbone).cpu().float(), zoo_home() / name,
                                  data_config=data_config, card=text)
     if entry and MODEL_CARDS.is_dir():  # the project's published cards live in the repository too

@@ -23,7 +23,7 @@ def knn_predict(train_features, train_labels, test_features, num_classes: int,
     each weighted by exp(s_i / T)."""
     predictions = []
     for queries in test_features.split(chunk):
-        similarity, neighbours = (queries @ train_features.T).topk(k, dim=1)
+        similarity, neighbours = (queries @ train_features.T).topk(min(k, len(train_features)), dim=1)
         votes = torch.zeros(len(queries), num_classes, device=queries.device)
         votes.scatter_add_(1, train_labels[neighbours], (similarity / temperature).exp())
         predictions.append(votes.argmax(dim=1))

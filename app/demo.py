@@ -1,0 +1,114 @@
+"""`python -m app.demo` (`make demo`): get a model, build its Fashion-MNIST bank, serve the search app.
+
+1. Resolve the model (local zoo, Hugging Face cache, then the Hub); if there is none, train it
+   with `python -m train instdisc --preset PRESET` in a subprocess (the app never imports train).
+2. Build the bank of the Fashion-MNIST test split (10k images) unless a fresh one exists.
+3. Serve every fresh bank in $ZOO_HOME/banks on 127.0.0.1:7860 ($APP_HOST, $APP_PORT, --host, --port).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import zoo
+
+from . import bank as banks
+from . import gallery
+
+ROOT = Path(__file__).resolve().parents[1]  # the project: `python -m train` runs from here, runs/ lands here
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def default_model(preset: str) -> str:
+    """The name `python -m train instdisc --preset PRESET` exports (fmnist: the published zoo name)."""
+    return "instdisc-resnet18-fmnist" + ("" if preset == "fmnist" else f"-{preset}")
+
+
+def ensure_model(model: str, preset: str, train: bool = True) -> Path:
+    """The model's checkpoint folder, training it first if no copy resolves."""
+    try:
+        folder = zoo.resolve(model)
+        say(f"model {model}: {folder}")
+        return folder
+    except zoo.ZooError as error:
+        if not train:
+            raise
+        say(f"model {model} is not available ({error})")
+    command = [sys.executable, "-m", "train", "instdisc", "--preset", preset, "--name", model]
+    say(f"training it: {' '.join(command[1:])} (the fmnist preset takes a while on a CPU)")
+    done = subprocess.run(command, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"[demo] training failed (exit {done.returncode}); see its output above. "
+                         f"Fix the cause and rerun, or train by hand: python {' '.join(command[1:])}")
+    return zoo.resolve(model, download=False)
+
+
+def ensure_bank(model: str, limit: int = 0) -> banks.Bank:
+    """A fresh Fashion-MNIST bank of ``model``: the saved one, or a new one if it is missing or stale."""
+    path = banks.default_path(model, gallery.FASHION_MNIST)
+    try:
+        bank = banks.load(path, model=model)
+        if not limit or bank.meta["count"] == limit:
+            say(f"bank {path}: {bank.meta['count']} images, up to date")
+            return bank
+        say(f"bank {path} has {bank.meta['count']} images, {limit} wanted: rebuilding")
+    except banks.StaleBankError as error:
+        say(f"{error} Rebuilding it.")
+    except banks.BankError:
+        say(f"no bank at {path}: building it")
+    bank = banks.build(model, gallery.FASHION_MNIST, limit=limit)
+    banks.save(bank, path)
+    say(f"bank written to {path}")
+    return bank
+
+
+def fresh_banks(first: banks.Bank) -> list[banks.Bank]:
+    """``first`` and every other bank under $ZOO_HOME/banks whose model still has the weights that built it."""
+    found = [first]
+    for path in banks.discover():
+        if first.path and path.resolve() == first.path.resolve():
+            continue
+        try:
+            bank = banks.load(path)
+            banks.check_fresh(bank, bank.model)
+            found.append(bank)
+        except zoo.ZooError as error:  # stale, unreadable, or its model is gone: say so, never search it
+            say(f"not serving {path.name}: {error}")
+    return found
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="fmnist", help="training preset if no model is found (smoke: seconds)")
+    parser.add_argument("--model", help="zoo model to serve (default: what the preset exports)")
+    parser.add_argument("--limit", type=int, default=0, help="bank only the first N test images (quick checks)")
+    parser.add_argument("--host", help="address to listen on (default $APP_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default $APP_PORT or 7860)")
+    parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
+    parser.add_argument("--no-launch", action="store_true", help="prepare model and bank, then exit")
+    args = parser.parse_args(argv)
+    model = args.model or default_model(args.preset)
+    try:
+        ensure_model(model, args.preset, train=not args.no_train)
+        served = fresh_banks(ensure_bank(model, args.limit))
+    except (zoo.ZooError, FileNotFoundError) as error:
+        print(f"[demo] error: {error}", file=sys.stderr)
+        return 1
+    if args.no_launch:
+        say(f"ready: {len(served)} bank(s); not launching (--no-launch)")
+        return 0
+    from . import ui  # gradio is slow to import: only when serving
+
+    say(f"serving {', '.join(b.model for b in served)}")
+    ui.launch(ui.build_ui(served), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

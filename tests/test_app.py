@@ -1,0 +1,186 @@
+"""The Gradio app, launched on a free loopback port and queried with gradio_client; the demo's stages."""
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import bank as banks
+from app import demo, gallery
+
+from test_bank import make_folder, make_model  # noqa: E402  (tests/ is on sys.path under pytest)
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Two models with a bank each, served by the app; yields (client, tmp folder, url)."""
+    from app import ui
+
+    tmp = tmp_path_factory.mktemp("app")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_HOME", str(tmp / "zoo"))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        folder = make_folder(tmp / "gallery", per_label=6)
+        built = []
+        for seed, name in enumerate(["alpha", "beta"]):
+            make_model(name, seed=seed)
+            built.append(banks.save(banks.build(name, str(folder), progress=False), tmp / f"bank-{name}"))
+        app = ui.build_ui([banks.load(path) for path in built])
+        port = free_port()
+        ui.launch(app, port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            yield gradio_client.Client(url, verbose=False), tmp, url
+        finally:
+            app.close()
+
+
+def query_file(tmp, name, mode="RGB", size=(40, 30)):
+    """A random 40 x 30 picture scaled to ``size`` (blocky, so huge ones stay small files) in ``mode``."""
+    pixels = np.random.default_rng(len(name)).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = tmp / name
+    Image.fromarray(pixels).resize(size, Image.NEAREST).convert(mode).save(path)
+    return path
+
+
+def test_search_returns_k_results_with_scores(served):
+    client, tmp, _ = served
+    results, status, rows = client.predict(gradio_client.handle_file(query_file(tmp, "q.png")), "alpha", 5,
+                                           api_name="/search")
+    assert len(results) == 5 and len(rows) == 5
+    assert "Top 5 of 12" in status
+    scores = [row["score"] for row in rows]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    for result, row in zip(results, rows):
+        assert result["caption"] == f"{row['label']} · {row['score']:.3f}"
+        assert Image.open(result["image"]).size == (gallery.THUMB, gallery.THUMB) or max(
+            Image.open(result["image"]).size) == gallery.THUMB
+
+
+@pytest.mark.parametrize("mode,size", [("L", (28, 28)), ("RGBA", (50, 20)), ("P", (64, 64)), ("I;16", (30, 30)),
+                                       ("CMYK", (30, 30)), ("F", (20, 20)), ("RGB", (1, 1)), ("RGB", (6000, 4000))])
+def test_any_image_upload_works(served, mode, size):
+    client, tmp, _ = served
+    suffix = {"CMYK": "jpg", "F": "tif"}.get(mode, "png")
+    path = query_file(tmp, f"q-{mode.replace(';', '')}-{size[0]}.{suffix}", mode, size)
+    results, status, rows = client.predict(gradio_client.handle_file(path), "beta", 3, api_name="/search")
+    assert len(rows) == 3, status
+
+
+def test_a_file_that_is_not_an_image_gets_a_clear_message(served):
+    client, tmp, _ = served
+    path = tmp / "notes.png"
+    path.write_text("this is text, not a picture")
+    results, status, rows = client.predict(gradio_client.handle_file(path), "alpha", 3, api_name="/search")
+    assert results == [] and rows == []
+    assert "notes.png is not a readable image" in status and "Fix: upload" in status
+    assert str(tmp) not in status  # no server paths leak into the message
+
+
+def test_compare_answers_with_every_model(served):
+    client, tmp, _ = served
+    status, *rows = client.predict(gradio_client.handle_file(query_file(tmp, "c.png")), 4, api_name="/compare")
+    assert len(rows) == 2 and all(len(row) == 4 for row in rows)
+    assert "2 models" in status
+
+
+def test_uploads_over_the_size_limit_are_refused(served):
+    import httpx
+
+    _, tmp, url = served
+    big = tmp / "big.bin"
+    big.write_bytes(b"\0" * (11 * 1024 * 1024))
+    with open(big, "rb") as file:
+        reply = httpx.post(f"{url}gradio_api/upload", files={"files": file}, timeout=60)
+    assert reply.status_code == 413
+
+
+def test_a_stale_bank_is_not_served(tmp_path, monkeypatch):
+    from app import ui
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    make_model("alpha", seed=0)
+    bank = banks.build("alpha", str(make_folder(tmp_path / "gallery", per_label=1)), progress=False)
+    make_model("alpha", seed=1)
+    with pytest.raises(banks.StaleBankError):
+        ui.build_ui([bank])
+
+
+def test_demo_trains_a_missing_model_in_a_subprocess(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+
+    def fake_run(command, cwd):  # stands in for `python -m train`: exports the model it was asked for
+        calls.append(command)
+        make_model(command[command.index("--name") + 1])
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    assert demo.ensure_model("instdisc-resnet18-fmnist-smoke", "smoke").name == "instdisc-resnet18-fmnist-smoke"
+    assert calls[0][1:] == ["-m", "train", "instdisc", "--preset", "smoke", "--name", "instdisc-resnet18-fmnist-smoke"]
+    demo.ensure_model("instdisc-resnet18-fmnist-smoke", "smoke")
+    assert len(calls) == 1  # resolves now: no second training
+
+
+def test_demo_builds_then_reuses_then_rebuilds_a_stale_bank(tmp_path, monkeypatch, capsys):
+    try:
+        gallery.fashion_mnist(train=False)
+    except FileNotFoundError as error:
+        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make_model("m")
+    args = ["--model", "m", "--limit", "32", "--no-train", "--no-launch"]
+    assert demo.main(args) == 0
+    assert "building it" in capsys.readouterr().out
+    assert demo.main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    make_model("m", seed=1)
+    assert demo.main(args) == 0
+    assert "Stale bank" in capsys.readouterr().out
+    assert banks.load(banks.default_path("m", "fashion-mnist"), model="m").meta["count"] == 32
+    assert demo.main(["--model", "nope", "--no-train", "--no-launch"]) == 1
+
+
+def test_load_bench_replaces_its_own_section_only(tmp_path):
+    from bench.load_app import SECTION, write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## kNN\n\nknn table\n")
+    write_section(path, f"{SECTION}\n\nfirst\n")
+    write_section(path, f"{SECTION}\n\nsecond\n")
+    text = path.read_text()
+    assert text.count(SECTION) == 1 and "second" in text and "first" not in text and "knn table" in text
+    path.write_text(f"# B\n\n{SECTION}\n\nold\n\n## Later\n\nkept\n")
+    write_section(path, f"{SECTION}\n\nnew\n")
+    assert path.read_text() == f"# B\n\n{SECTION}\n\nnew\n\n## Later\n\nkept\n"
+
+
+def test_only_uploaded_files_are_read(served):
+    import httpx
+
+    _, tmp, url = served
+    on_server = tmp / "gallery" / "bag" / "0.png"  # exists on the server, but no client uploaded it
+    payload = {"data": [{"path": str(on_server), "meta": {"_type": "gradio.FileData"}}, "alpha", 3]}
+    event = httpx.post(f"{url}gradio_api/call/search", json=payload, timeout=30).json()["event_id"]
+    reply = httpx.get(f"{url}gradio_api/call/search/{event}", timeout=60).text
+    assert "event: error" in reply and "not uploaded by a user" in reply
+
+
+def test_images_claiming_too_many_pixels_are_refused_before_decoding(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("1", (20_000, 5_000)).save(path)  # 100 megapixels in a few kB
+    with pytest.raises(ValueError, match="wide.png is too large"):
+        gallery.open_image(path)
