@@ -15,9 +15,7 @@ import argparse
 import functools
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,23 +169,11 @@ def default_path(model: str, dataset: str) -> Path:
 def save(bank: Bank, folder: str | Path) -> Path:
     """Write ``bank`` to ``folder`` atomically (a crash leaves the old bank or the new one, never half)."""
     folder = Path(folder).expanduser()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with checkpoint.atomic_folder(folder) as staging:
         safetensors.torch.save_file({"features": bank.features.contiguous()}, staging / FEATURES,
                                     metadata={"model": bank.model, "weights_sha256": bank.meta["weights_sha256"]})
         (staging / ITEMS).write_text(json.dumps(bank.items))
         (staging / META).write_text(json.dumps(bank.meta, indent=1))
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            staging.rename(folder)
-            shutil.rmtree(old)
-        else:
-            staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     bank.path = folder
     return folder
 

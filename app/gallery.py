@@ -7,53 +7,23 @@ An item is a small JSON-able dict: ``{"source": "fashion-mnist" | "file", "ref":
 """
 from __future__ import annotations
 
-import functools
-import gzip
 import os
-import shutil
 from pathlib import Path
 from typing import Iterator
 
 from PIL import Image
 
+import zoo.data
+
 FASHION_MNIST = "fashion-mnist"
-DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 THUMB = 128  # pixels, longest side
 MAX_PIXELS = 50_000_000  # refuse before decoding: a 10 MB PNG can claim 20k x 20k pixels (1.2 GB decoded)
 
 
-def data_home() -> Path:
-    """Where Fashion-MNIST's raw files live: ``$ZOO_DATA``, shared with the train package."""
-    return Path(os.environ.get("ZOO_DATA", Path.home() / ".cache" / "contrastive-zoo-data")).expanduser()
-
-
-def _seed_from_debian(raw: Path) -> None:
-    """Unpack Debian's gzipped IDX files where torchvision looks, so nothing is downloaded."""
-    raw.mkdir(parents=True, exist_ok=True)
-    for gz in DEBIAN_FMNIST.glob("*-ubyte.gz"):
-        target = raw / gz.stem
-        if not target.exists():
-            partial = target.with_suffix(".partial")
-            with gzip.open(gz) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            partial.rename(target)
-
-
-@functools.lru_cache(maxsize=2)
 def fashion_mnist(train: bool = False):
     """The Fashion-MNIST split as torchvision's dataset (uint8 ``data`` [N, 28, 28], ``targets``, ``classes``)."""
-    from torchvision.datasets import FashionMNIST
-
-    root = data_home()
-    if DEBIAN_FMNIST.is_dir():
-        _seed_from_debian(root / "FashionMNIST" / "raw")
-    try:
-        return FashionMNIST(root, train=train, download=False)
-    except RuntimeError:
-        raise FileNotFoundError(
-            f"Fashion-MNIST is not in {root / 'FashionMNIST' / 'raw'}. Fix: `apt-get install dataset-fashion-mnist` "
-            "(or `make data`), or set ZOO_DATA to a folder holding it.") from None
+    return zoo.data.fashion_mnist(train)
 
 
 def is_image_file(path: Path) -> bool:

@@ -5,21 +5,14 @@ from torchvision's download; any other folder of images is read with ImageFolder
 """
 from __future__ import annotations
 
-import gzip
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+import zoo.data
 FMNIST_STATS = dict(mean=(0.2860,) * 3, std=(0.3530,) * 3)  # training set, grey replicated to RGB
-
-
-def data_home() -> Path:
-    return Path(os.environ.get("ZOO_DATA", Path.home() / ".cache" / "contrastive-zoo-data")).expanduser()
 
 
 class Indexed(Dataset):
@@ -48,34 +41,9 @@ class Data:
     crop_pct: float  # of the evaluation transform: small images are used whole
 
 
-def _seed_from_debian(raw: Path) -> None:
-    """Unpack Debian's gzipped IDX files where torchvision looks for them."""
-    raw.mkdir(parents=True, exist_ok=True)
-    for gz in DEBIAN_FMNIST.glob("*-ubyte.gz"):
-        target = raw / gz.stem
-        if not target.exists():
-            partial = target.with_suffix(".partial")
-            with gzip.open(gz) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            partial.rename(target)
-
-
 def fashion_mnist(train: bool) -> TensorDataset:
-    from torchvision.datasets import FashionMNIST
-
-    root = data_home()
-    if DEBIAN_FMNIST.is_dir():
-        _seed_from_debian(root / "FashionMNIST" / "raw")
-    try:
-        dataset = FashionMNIST(root, train=train, download=False)
-    except RuntimeError:
-        try:
-            dataset = FashionMNIST(root, train=train, download=True)
-        except Exception as error:
-            raise RuntimeError(
-                f"Fashion-MNIST is not in {root} and could not be downloaded ({error}). Fix: install Debian's "
-                "package (`apt-get install dataset-fashion-mnist`) or run once with network access.") from None
-    return TensorDataset(dataset.data.unsqueeze(1), dataset.targets)
+    split = zoo.data.fashion_mnist(train)
+    return TensorDataset(split.data.unsqueeze(1), split.targets)
 
 
 def image_folder(path: Path, size: int) -> Dataset:

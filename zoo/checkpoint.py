@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import safetensors.torch
@@ -31,24 +32,15 @@ def read_config(folder: Path) -> dict:
     return json.loads((Path(folder) / CONFIG).read_text())
 
 
-def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str) -> Path:
-    """Write ``model`` (a timm backbone with no classifier) to ``folder``, atomically.
-
-    ``data_config`` holds the preprocessing the weights were trained with (input_size,
-    mean, std, crop_pct, interpolation); it becomes the config's pretrained_cfg.
-    """
-    if getattr(model, "num_classes", None) != 0:
-        raise ValueError("export a backbone: call model.reset_classifier(0) first")
+@contextmanager
+def atomic_folder(folder: Path):
+    """Yield a staging folder that replaces ``folder`` on success: a crash leaves the old or the new, never half."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    stock = model.pretrained_cfg  # timm's default tag (ImageNet weights, licence, paper): not ours
-    model.pretrained_cfg = {**{k: stock[k] for k in ("architecture", "first_conv", "classifier") if k in stock},
-                            **data_config}
     try:
-        save_for_hf(model, staging, safe_serialization=True, data_config=data_config)
-        (staging / CARD).write_text(card)
-        if folder.exists():  # swap in the new folder first so a crash never leaves none
+        yield staging
+        if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             folder.rename(old)
@@ -57,9 +49,27 @@ def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str) 
         else:
             staging.rename(folder)
     finally:
-        model.pretrained_cfg = stock
         shutil.rmtree(staging, ignore_errors=True)
-    return folder
+
+
+def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str) -> Path:
+    """Write ``model`` (a timm backbone with no classifier) to ``folder``, atomically.
+
+    ``data_config`` holds the preprocessing the weights were trained with (input_size,
+    mean, std, crop_pct, interpolation); it becomes the config's pretrained_cfg.
+    """
+    if getattr(model, "num_classes", None) != 0:
+        raise ValueError("export a backbone: call model.reset_classifier(0) first")
+    stock = model.pretrained_cfg  # timm's default tag (ImageNet weights, licence, paper): not ours
+    model.pretrained_cfg = {**{k: stock[k] for k in ("architecture", "first_conv", "classifier") if k in stock},
+                            **data_config}
+    try:
+        with atomic_folder(folder) as staging:
+            save_for_hf(model, staging, safe_serialization=True, data_config=data_config)
+            (staging / CARD).write_text(card)
+    finally:
+        model.pretrained_cfg = stock
+    return Path(folder)
 
 
 def check_state_dict(expected: dict, found: dict, where: str) -> None:

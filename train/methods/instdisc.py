@@ -59,7 +59,7 @@ PRESETS = {
     "smoke": Config(arch="resnet18", image_size=32, subset=512, epochs=2, batch_size=128,
                     method=dict(PAPER_METHOD, negatives=256), knn_subset=512),
     # the CPU benchmark: Fashion-MNIST, 32 x 32, a few minutes per epoch on two cores
-    "fmnist": Config(arch="resnet18", image_size=32, epochs=5, batch_size=256, lr=0.03,
+    "fmnist": Config(arch="resnet18", image_size=32, epochs=3, batch_size=256, lr=0.03,
                      schedule="cosine", method=PAPER_METHOD, knn_subset=10000),
     # the paper's ImageNet recipe (Sec. 4): ResNet-50, batch 256, SGD 0.03, wd 5e-4, 200 epochs,
     # lr x0.1 at 120 and 160; pass --data /path/to/imagenet

@@ -1,0 +1,50 @@
+"""Fashion-MNIST, the offline benchmark and demo gallery, shared by `train` and `app`.
+
+Read with torchvision; on Debian the package ``dataset-fashion-mnist`` seeds torchvision's
+raw folder so nothing is downloaded, elsewhere torchvision downloads it on first use.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("ZOO_DATA", Path.home() / ".cache" / "contrastive-zoo-data")).expanduser()
+
+
+def _seed_from_debian(raw: Path) -> None:
+    """Unpack Debian's gzipped IDX files where torchvision looks for them."""
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in DEBIAN_FMNIST.glob("*-ubyte.gz"):
+        target = raw / gz.stem
+        if not target.exists():
+            partial = target.with_suffix(".partial")
+            with gzip.open(gz) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            partial.rename(target)
+
+
+@functools.lru_cache(maxsize=2)
+def fashion_mnist(train: bool):
+    """torchvision's FashionMNIST split (uint8 ``data`` [N, 28, 28], ``targets``, ``classes``)."""
+    from torchvision.datasets import FashionMNIST
+
+    root = data_home()
+    if DEBIAN_FMNIST.is_dir():
+        _seed_from_debian(root / "FashionMNIST" / "raw")
+    try:
+        return FashionMNIST(root, train=train, download=False)
+    except RuntimeError:
+        try:
+            return FashionMNIST(root, train=train, download=True)
+        except Exception as error:
+            raise FileNotFoundError(
+                f"Fashion-MNIST is not in {root} and could not be downloaded ({error}). Fix: install Debian's "
+                "package (`apt-get install dataset-fashion-mnist`, or `make data`) or run once with network access."
+            ) from None
