@@ -17,6 +17,7 @@ import zoo
 from . import bank as banks
 from . import gallery
 
+PUBLISHED = "instdisc-resnet18-fmnist"
 ROOT = Path(__file__).resolve().parents[1]  # the project: `python -m train` runs from here, runs/ lands here
 
 
@@ -26,7 +27,16 @@ def say(message: str) -> None:
 
 def default_model(preset: str) -> str:
     """The name `python -m train instdisc --preset PRESET` exports (fmnist: the published zoo name)."""
-    return "instdisc-resnet18-fmnist" + ("" if preset == "fmnist" else f"-{preset}")
+    return PUBLISHED + ("" if preset == "fmnist" else f"-{preset}")
+
+
+def pick_model(preset: str) -> str:
+    """The published model where it resolves (local zoo, Hugging Face cache, the Hub), else the preset's."""
+    try:
+        zoo.resolve(PUBLISHED)
+        return PUBLISHED
+    except zoo.ZooError:
+        return default_model(preset)
 
 
 def ensure_model(model: str, preset: str, train: bool = True) -> Path:
@@ -40,7 +50,7 @@ def ensure_model(model: str, preset: str, train: bool = True) -> Path:
             raise
         say(f"model {model} is not available ({error})")
     command = [sys.executable, "-m", "train", "instdisc", "--preset", preset, "--name", model]
-    say(f"training it: {' '.join(command[1:])} (the fmnist preset takes a while on a CPU)")
+    say(f"training it: {' '.join(command[1:])} (minutes on a CPU, with a progress bar)")
     done = subprocess.run(command, cwd=ROOT)
     if done.returncode:
         raise SystemExit(f"[demo] training failed (exit {done.returncode}); see its output above. "
@@ -85,15 +95,16 @@ def fresh_banks(first: banks.Bank) -> list[banks.Bank]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="fmnist", help="training preset if no model is found (smoke: seconds)")
-    parser.add_argument("--model", help="zoo model to serve (default: what the preset exports)")
+    parser.add_argument("--preset", default="demo",
+                        help="training preset if the published model is not found (demo: minutes, smoke: seconds)")
+    parser.add_argument("--model", help="zoo model to serve (default: the published one, else what the preset exports)")
     parser.add_argument("--limit", type=int, default=0, help="bank only the first N test images (quick checks)")
     parser.add_argument("--host", help="address to listen on (default $APP_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default $APP_PORT or 7860)")
     parser.add_argument("--no-train", action="store_true", help="fail instead of training a missing model")
     parser.add_argument("--no-launch", action="store_true", help="prepare model and bank, then exit")
     args = parser.parse_args(argv)
-    model = args.model or default_model(args.preset)
+    model = args.model or pick_model(args.preset)
     try:
         ensure_model(model, args.preset, train=not args.no_train)
         served = fresh_banks(ensure_bank(model, args.limit))

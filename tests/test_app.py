@@ -184,3 +184,10 @@ def test_images_claiming_too_many_pixels_are_refused_before_decoding(tmp_path):
     Image.new("1", (20_000, 5_000)).save(path)  # 100 megapixels in a few kB
     with pytest.raises(ValueError, match="wide.png is too large"):
         gallery.open_image(path)
+
+
+def test_demo_serves_the_published_model_when_it_resolves_else_trains_the_quick_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    assert demo.pick_model("demo") == "instdisc-resnet18-fmnist-demo"
+    make_model("instdisc-resnet18-fmnist")
+    assert demo.pick_model("demo") == "instdisc-resnet18-fmnist"

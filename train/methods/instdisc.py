@@ -61,6 +61,9 @@ PRESETS = {
     # the CPU benchmark: Fashion-MNIST, 32 x 32, a few minutes per epoch on two cores
     "fmnist": Config(arch="resnet18", image_size=32, epochs=3, batch_size=256, lr=0.03,
                      schedule="cosine", method=PAPER_METHOD, knn_subset=10000),
+    # the demo's quick model when the published one cannot be had: one epoch of the fmnist recipe
+    "demo": Config(arch="resnet18", image_size=32, epochs=1, batch_size=256, lr=0.03,
+                   schedule="cosine", method=PAPER_METHOD, knn_subset=10000),
     # the paper's ImageNet recipe (Sec. 4): ResNet-50, batch 256, SGD 0.03, wd 5e-4, 200 epochs,
     # lr x0.1 at 120 and 160; pass --data /path/to/imagenet
     "paper": Config(arch="resnet50", dataset="imagenet", image_size=224, epochs=200, batch_size=256,
