@@ -11,8 +11,7 @@ from torch import nn
 import zoo
 from train import data as datasets
 from train.augment import Preprocess
-from train.engine import knn_monitor
-from train.engine import fit
+from train.engine import fit, knn_monitor
 from train.methods.instdisc import PRESETS
 
 from .report import write_section

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 import zoo.data
+
 FMNIST_STATS = dict(mean=(0.2860,) * 3, std=(0.3530,) * 3)  # training set, grey replicated to RGB
 
 
