@@ -38,3 +38,4 @@ bench: setup data
 	$(PY) -m bench.knn_fmnist
 	$(PY) -m bench.throughput
 	$(PY) -m bench.load_app
+	$(PY) -m bench.ann_recall

@@ -3,7 +3,8 @@
 A bank folder holds ``features.safetensors`` (float32 [N, D], rows L2-normalised),
 ``items.json`` (one ``{"source", "ref", "label"}`` per row, see :mod:`app.gallery`) and
 ``meta.json`` (the model name, the sha256 of its weights file and its preprocessing, the
-gallery, and any images that were skipped). A bank is only searched with the very weights
+gallery, any images that were skipped, and the search index). Banks above a few hundred
+thousand items also hold ``index.faiss``, an approximate index (see :mod:`app.index`). A bank is only searched with the very weights
 that built it: :func:`load` with ``model=`` refuses a stale bank.
 
     python -m app.bank build --model instdisc-resnet18-fmnist --data fashion-mnist
@@ -28,6 +29,7 @@ import zoo
 from zoo import checkpoint
 
 from . import gallery
+from . import index as ann
 
 FORMAT = 1
 FEATURES, ITEMS, META = "features.safetensors", "items.json", "meta.json"
@@ -47,6 +49,11 @@ class Bank:
     items: list[dict]
     meta: dict
     path: Path | None = None
+    index: object | None = None  # a FAISS index, or None for exact search
+
+    @property
+    def index_kind(self) -> str:
+        return self.meta.get("index", {}).get("kind", "exact")
 
     @property
     def model(self) -> str:
@@ -58,9 +65,19 @@ class Bank:
 
     def search(self, queries: torch.Tensor, k: int) -> list[list[dict]]:
         """The ``k`` nearest items of each query (rows of unit features): ``{"index", "score", "item"}`` dicts."""
-        scores, indices = top_k(self.features, queries, k)
-        return [[{"index": int(i), "score": float(s), "item": self.items[int(i)]} for s, i in zip(row_s, row_i)]
+        if queries.dim() == 1:
+            queries = queries[None]
+        scores, indices = ann.search(self.index, queries, k) if self.index is not None else \
+            top_k(self.features, queries, k)
+        return [[{"index": i, "score": s, "item": self.items[i]} for s, i in zip(row_s, row_i) if i >= 0]
                 for row_s, row_i in zip(scores.tolist(), indices.tolist())]
+
+    def with_index(self, kind: str = "auto", **params) -> "Bank":
+        """Build the search index ``kind`` (auto: exact below ann.APPROXIMATE_FROM items, else HNSW)."""
+        kind = ann.choose(len(self.items), kind)
+        self.index, params = (None, {}) if kind == "exact" else ann.build(self.features, kind, **params)
+        self.meta["index"] = {"kind": kind, **params}
+        return self
 
 
 def top_k(features: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,8 +142,10 @@ def embed(model: torch.nn.Module, transform, images) -> torch.Tensor:
     return normalise(model(batch))
 
 
-def build(model: str, data: str, batch_size: int = 256, limit: int = 0, progress: bool = True) -> Bank:
-    """Embed the gallery ``data`` (``fashion-mnist`` or a folder) with ``model``; unreadable images are skipped."""
+def build(model: str, data: str, batch_size: int = 256, limit: int = 0, progress: bool = True,
+          index: str = "auto") -> Bank:
+    """Embed the gallery ``data`` (``fashion-mnist`` or a folder) with ``model``; unreadable images are skipped.
+    ``index``: exact, hnsw, ivf, or auto (see :func:`Bank.with_index`)."""
     source = gallery.open_source(data, limit)
     meta = fingerprint(model)
     net, transform = zoo.load(meta["weights"]), zoo.transforms(meta["weights"])
@@ -158,7 +177,7 @@ def build(model: str, data: str, batch_size: int = 256, limit: int = 0, progress
     features = torch.cat(chunks)
     meta.update(format=FORMAT, gallery=source.spec, count=len(items), dim=features.shape[1], skipped=skipped,
                 transform=repr(transform), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return Bank(features, items, meta)
+    return Bank(features, items, meta).with_index(index)
 
 
 def default_path(model: str, dataset: str) -> Path:
@@ -174,6 +193,8 @@ def save(bank: Bank, folder: str | Path) -> Path:
                                     metadata={"model": bank.model, "weights_sha256": bank.meta["weights_sha256"]})
         (staging / ITEMS).write_text(json.dumps(bank.items))
         (staging / META).write_text(json.dumps(bank.meta, indent=1))
+        if bank.index is not None:
+            ann.save(bank.index, staging)
     bank.path = folder
     return folder
 
@@ -195,6 +216,11 @@ def load(folder: str | Path, model: str | None = None) -> Bank:
         raise BankError(f"bank {folder} is inconsistent or of another format ({features.shape[0]} feature rows, "
                         f"{len(items)} items, format {meta.get('format')}). Fix: rebuild it.")
     bank = Bank(features.float(), items, meta, folder)
+    if bank.index_kind != "exact":
+        if not (folder / ann.FILE).is_file():
+            raise BankError(f"bank {folder} names a {bank.index_kind} index but has no {ann.FILE}. Fix: rebuild it.")
+        settings = dict(meta["index"])
+        bank.index = ann.load(folder, settings.pop("kind"), settings)
     if model is not None:
         check_fresh(bank, model)
     return bank
@@ -216,6 +242,8 @@ def main(argv=None) -> int:
     make.add_argument("--out", type=Path, help="bank folder (default $ZOO_HOME/banks/<model>-<dataset>)")
     make.add_argument("--batch-size", type=int, default=256)
     make.add_argument("--limit", type=int, default=0, help="fashion-mnist: embed only the first N images")
+    make.add_argument("--index", default="auto", choices=("auto", *ann.KINDS),
+                      help=f"search index (auto: exact below {ann.APPROXIMATE_FROM:,} items, else FAISS HNSW)")
     find = commands.add_parser("search", help="the nearest gallery items of an image")
     find.add_argument("--bank", type=Path, required=True)
     find.add_argument("--image", required=True)
@@ -223,7 +251,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            bank = build(args.model, args.data, args.batch_size, args.limit)
+            bank = build(args.model, args.data, args.batch_size, args.limit, index=args.index)
             out = save(bank, args.out or default_path(args.model, bank.dataset))
             print(f"wrote bank of {len(bank.items)} items ({len(bank.meta['skipped'])} skipped) to {out}")
         else:

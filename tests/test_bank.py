@@ -59,6 +59,44 @@ def test_top_k_equals_brute_force():
     assert banks.top_k(features, queries[0], 9999)[1].shape == (1, 500)  # k beyond the gallery: all of it
 
 
+def clustered(count: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> torch.Tensor:
+    """Unit vectors around a few centres, like real image features (uniform noise is no ANN's use case)."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(clusters, dim, generator=generator)
+    labels = torch.randint(clusters, (count,), generator=generator)
+    return banks.normalise(centres[labels] + 0.3 * torch.randn(count, dim, generator=generator))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_finds_the_exact_neighbours_and_round_trips(home, kind):
+    features = clustered(4000)
+    queries = clustered(50, seed=1)
+    bank = banks.Bank(features, [{"source": "x", "ref": str(i), "label": None} for i in range(4000)],
+                      {"format": banks.FORMAT, "model": "m", "weights_sha256": "0"}).with_index(kind)
+    assert bank.index_kind == kind and bank.index is not None
+    _, exact = banks.top_k(features, queries, 10)
+    found = [[hit["index"] for hit in row] for row in bank.search(queries, 10)]
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact.tolist())])
+    assert recall > 0.9, recall  # an index that ignored the data would score ~10 / 4000
+    scores = [[hit["score"] for hit in row] for row in bank.search(queries, 10)]
+    assert all(row == sorted(row, reverse=True) for row in scores)
+    loaded = banks.load(banks.save(bank, home / "bank"))
+    assert loaded.meta["index"] == bank.meta["index"]
+    assert [[hit["index"] for hit in row] for row in loaded.search(queries, 10)] == found
+    (home / "bank" / "index.faiss").unlink()
+    with pytest.raises(banks.BankError, match="index.faiss"):
+        banks.load(home / "bank")
+
+
+def test_auto_index_is_exact_for_small_banks_and_hnsw_for_large():
+    from app import index
+
+    assert index.choose(10_000) == "exact"
+    assert index.choose(index.APPROXIMATE_FROM) == "hnsw"
+    with pytest.raises(ValueError, match="choose from"):
+        index.choose(10, "annoy")
+
+
 def test_bank_round_trips_and_finds_its_own_images(home):
     make_model("tiny")
     folder = make_folder(home / "gallery")
