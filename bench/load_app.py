@@ -7,14 +7,13 @@ The app runs in its own process (as `make demo` serves it), so the clients' thre
 its interpreter lock. Each client sends Fashion-MNIST training images (not in the test-split bank)
 to ``/search`` back to back; a request is an error if it raises or returns other than k results.
 Latency is upload + queue + search + reply with the thumbnails' URLs (not their download).
-Reports p50/p95 latency (queueing included: that is what a user waits) and writes an
-"## App load" section into BENCHMARKS.md, replacing the old one.
+Reports p50/p95 latency (queueing included: that is what a user waits) and writes the
+"App load" section of BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -24,11 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-import torch
 from PIL import Image
 
+from .report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## App load"
 
 
 def free_port() -> int:
@@ -107,18 +106,6 @@ def start_server(bank_path: Path, model: str, port: int, timeout: float = 300) -
     raise RuntimeError(f"the app did not answer on port {port} within {timeout:.0f} s")
 
 
-def write_section(path: Path, text: str) -> None:
-    """Put ``text`` (starting with SECTION) in ``path``, replacing that section if it is there."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("\n" + old[end + 1:] if end >= 0 else "")
-    path.write_text(new)
-
-
 def main(argv=None) -> int:
     from app import bank as banks
     from app import gallery
@@ -130,7 +117,6 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("-k", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # internal: the server process
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -175,19 +161,16 @@ def main(argv=None) -> int:
             "throughput (req/s)": f"{len(ms) / wall:.1f}", "p50 latency (ms)": f"{percentile(ms, 50):.0f}",
             "p95 latency (ms)": f"{percentile(ms, 95):.0f}", "max latency (ms)": f"{ms[-1]:.0f}"}
     table = "\n".join(f"| {key} | {value} |" for key, value in rows.items())
-    text = (f"{SECTION}\n\n`python -m bench.load_app`: {args.clients} gradio_client clients send Fashion-MNIST "
+    text = (f"`python -m bench.load_app`: {args.clients} gradio_client clients send Fashion-MNIST "
             f"images to `/search` (k={args.k}) back to back for {args.seconds:.0f} s to the app in another process "
             f"on loopback; latency is upload + queueing + search + reply (thumbnail URLs, not their download). "
-            f"Model `{bank.model}`, bank of {len(bank.items)} images; "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); {time.strftime('%Y-%m-%d')}.\n\n"
+            f"Model `{bank.model}`, bank of {len(bank.items)} images, {os.cpu_count()} CPUs.\n\n"
             f"| measure | value |\n|---|---|\n{table}\n")
     print(text)
     for error in errors[:3]:
         print(f"error: {error}", file=sys.stderr)
     if not args.no_write:
-        write_section(args.out, text)
-        print(f"wrote {SECTION!r} to {args.out}")
+        write_section("App load", text)
     return 0
 
 

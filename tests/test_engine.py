@@ -1,5 +1,6 @@
 """The engine end to end: train the smoke preset, log, checkpoint, resume, export, DDP."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from huggingface_hub import ModelCard
 
 import train.__main__
 import zoo
+from train.methods.instdisc import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,16 +33,29 @@ def test_smoke_run_logs_checkpoints_and_exports_a_loadable_model(zoo_home, tmp_p
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2
     model = zoo.load("instdisc-resnet18-fmnist-smoke")
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 512)
+    config = json.loads((zoo_home / "instdisc-resnet18-fmnist-smoke" / "config.json").read_text())
+    assert PRESETS["smoke"].model_args.items() <= config["model_args"].items()  # for timm to rebuild it so
     card = ModelCard.load(zoo_home / "instdisc-resnet18-fmnist-smoke" / "README.md")
     (result,) = card.data.eval_results
     assert result.metric_name == "kNN top-1 (k=200, T=0.07)" and 0 < result.metric_value <= 100
     assert result.dataset_type == "fashion-mnist"
 
 
-def test_resumed_run_equals_an_uninterrupted_one(zoo_home, tmp_path):
+def test_resumed_run_equals_an_uninterrupted_one(zoo_home, tmp_path, monkeypatch):
+    import train.engine
+
     run(tmp_path / "straight", "--no-export")
-    run(tmp_path / "killed", "--no-export", "--epochs", "1")  # as if killed during epoch 2
-    run(tmp_path / "killed", "--no-export", "--resume", "--epochs", "2")
+    save = train.engine.save_atomic
+
+    def save_then_die(state, path):
+        save(state, path)
+        raise KeyboardInterrupt  # killed once epoch 1's checkpoint is on disk
+
+    monkeypatch.setattr(train.engine, "save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", "--no-export")
+    monkeypatch.undo()
+    run(tmp_path / "killed", "--no-export", "--resume")
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
     resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
     for key in straight:
@@ -64,7 +79,8 @@ def test_two_processes_keep_one_memory_bank(zoo_home, tmp_path):
     torch.manual_seed(0)  # the engine's seed: rebuild the initial bank to compare against
     import timm
     from train.methods.instdisc import PRESETS, build
-    initial = build(timm.create_model("resnet18", num_classes=0), PRESETS["smoke"], 512, (0.5,) * 3, (0.5,) * 3)
+    smoke = PRESETS["smoke"]
+    initial = build(timm.create_model(smoke.arch, num_classes=0, **smoke.model_args), smoke, 512, (0.5,) * 3, (0.5,) * 3)
     changed = (state["memory_bank.memory"] != initial.memory_bank.memory).any(dim=1)
     assert changed.all()
     assert (zoo_home / "instdisc-resnet18-fmnist-smoke" / "model.safetensors").exists()

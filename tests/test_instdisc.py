@@ -87,3 +87,35 @@ def test_z_is_estimated_once_then_held():
     first = model.log_z.clone()
     model(images, torch.arange(4, 8))
     assert torch.equal(model.log_z, first)
+
+
+def test_warm_start_fills_every_bank_row_with_its_images_feature():
+    """bank_init="features": v_i = f_i(theta_0) of the clean image i, for all N rows, before any step."""
+    from torch.utils.data import TensorDataset
+
+    from train.augment import Preprocess
+    from train.config import Config
+    from train.data import Data
+    from train.engine import warm_start
+
+    model = tiny_instdisc(num_images=20)
+    model.bank_init = "features"
+    images = torch.randint(0, 255, (20, 1, 16, 16), dtype=torch.uint8)
+    labels = torch.zeros(20, dtype=torch.long)
+    data = Data(TensorDataset(images, labels), TensorDataset(images[:4], labels[:4]), labels, labels[:4],
+                (0.5,) * 3, (0.25,) * 3, 1.0)
+    preprocess = Preprocess(16, data.mean, data.std)
+    warm_start(model, data, preprocess, Config(batch_size=8), torch.device("cpu"), rank=0, world=1)
+    with torch.no_grad():
+        expected = model.embed(preprocess(images))
+    assert torch.allclose(model.memory_bank.memory, expected, atol=1e-6)  # all 20 rows, over 3 batches
+
+
+def test_paper_bank_start_is_random_and_unknown_starts_are_refused():
+    model = tiny_instdisc()
+    before = model.memory_bank.memory.clone()
+    model.warm_start([(torch.zeros(2, 3, 16, 16), torch.tensor([0, 1]))])
+    assert torch.equal(model.memory_bank.memory, before)
+    import pytest
+    with pytest.raises(ValueError, match="bank_init"):
+        InstDisc(torch.nn.Identity(), torch.nn.Identity(), 4, bank_init="zeros")

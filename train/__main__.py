@@ -34,6 +34,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown preset {args.preset!r} for {args.method}; choose from {', '.join(presets)}")
     cfg = presets[args.preset].override(dataset=args.data, arch=args.arch, epochs=args.epochs,
                                         batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.arch and args.arch != presets[args.preset].arch:
+        cfg = cfg.override(model_args={})  # the preset's create_model arguments belong to its own architecture
     out = args.out or Path("runs") / f"{args.method}-{args.preset}"
     fit(args.method, args.preset, cfg, out, resume=args.resume, export=not args.no_export, name=args.name)
     return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 @dataclass(frozen=True)
 class Config:
     arch: str = "resnet18"  # any timm architecture
+    model_args: dict = field(default_factory=dict)  # keyword arguments of timm.create_model, kept in config.json
     dataset: str = "fashion-mnist"  # or a folder with train/ and val/ ImageFolders
     image_size: int = 32
     subset: int = 0  # train on the first N images only (0: all)

@@ -77,6 +77,18 @@ def knn_monitor(backbone, data: datasets.Data, preprocess, device, limit: int = 
     return knn_accuracy(train, data.train_labels[:len(train)], test, data.test_labels[:len(test)])
 
 
+def warm_start(model, data: datasets.Data, preprocess, cfg: Config, device, rank: int, world: int) -> None:
+    """Hand the method every training image once, cleanly preprocessed, in train mode and without
+    gradients, before the first step (InstDisc fills its memory bank from them). Each rank takes
+    an equal shard; the method gathers what it must share."""
+    shard = DistributedSampler(datasets.Indexed(data.train), world, rank, shuffle=False)
+    loader = DataLoader(datasets.Indexed(data.train), batch_size=cfg.batch_size // world, sampler=shard,
+                        num_workers=cfg.workers)
+    bar = tqdm(loader, desc="warm start", disable=rank != 0, leave=False)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        model.warm_start((preprocess(images.to(device)), index.to(device)) for images, index in bar)
+
+
 def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
         export: bool = True, name: str | None = None) -> Path | None:
     """Train ``method`` with ``cfg``, checkpointing into ``out``; returns the exported folder."""
@@ -92,7 +104,7 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
 
     data = datasets.load(cfg.dataset, cfg.image_size, cfg.subset)
     torch.manual_seed(cfg.seed)  # the same initial weights and memory bank on every rank
-    backbone = timm.create_model(cfg.arch, num_classes=0)
+    backbone = timm.create_model(cfg.arch, num_classes=0, **cfg.model_args)
     model = METHODS[method].build(backbone, cfg, len(data.train), data.mean, data.std).to(device)
     sampler = DistributedSampler(datasets.Indexed(data.train), world, rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True)
@@ -107,9 +119,11 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["epoch"]
+    preprocess = Preprocess(cfg.image_size, data.mean, data.std, data.crop_pct).to(device)
+    if start == 0 and hasattr(model, "warm_start"):
+        warm_start(model, data, preprocess, cfg, device, rank, world)
     # buffers (e.g. the memory bank) stay in step by gathering updates, not by broadcast
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    preprocess = Preprocess(cfg.image_size, data.mean, data.std, data.crop_pct).to(device)
     log = EpochLog(out, start) if rank == 0 else None
 
     for epoch in range(start, cfg.epochs):
@@ -162,7 +176,7 @@ def export_backbone(backbone, method, preset, cfg, data, preprocess, device, nam
     data_config = dict(input_size=(3, cfg.image_size, cfg.image_size), mean=data.mean, std=data.std,
                        crop_pct=data.crop_pct, interpolation="bilinear")
     folder = zoo.checkpoint.save(copy.deepcopy(backbone).cpu().float(), zoo_home() / name,
-                                 data_config=data_config, card=text)
+                                 data_config=data_config, model_args=cfg.model_args, card=text)
     if entry and MODEL_CARDS.is_dir():  # the project's published cards live in the repository too
         shutil.copy(folder / zoo.checkpoint.CARD, MODEL_CARDS / f"{name}.md")
     print(f"exported {name} (kNN top-1 {knn:.2f}%) to {folder}", flush=True)

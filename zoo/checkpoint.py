@@ -52,11 +52,12 @@ def atomic_folder(folder: Path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str) -> Path:
+def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str, model_args: dict | None = None) -> Path:
     """Write ``model`` (a timm backbone with no classifier) to ``folder``, atomically.
 
     ``data_config`` holds the preprocessing the weights were trained with (input_size,
-    mean, std, crop_pct, interpolation); it becomes the config's pretrained_cfg.
+    mean, std, crop_pct, interpolation); it becomes the config's pretrained_cfg. ``model_args``
+    are the keyword arguments the model was created with; timm passes them back when it loads.
     """
     if getattr(model, "num_classes", None) != 0:
         raise ValueError("export a backbone: call model.reset_classifier(0) first")
@@ -65,7 +66,8 @@ def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str) 
                             **data_config}
     try:
         with atomic_folder(folder) as staging:
-            save_for_hf(model, staging, safe_serialization=True, data_config=data_config)
+            save_for_hf(model, staging, safe_serialization=True, data_config=data_config,
+                        model_args=model_args or None)
             (staging / CARD).write_text(card)
     finally:
         model.pretrained_cfg = stock

@@ -26,6 +26,11 @@ class MemoryBank(nn.Module):
         return torch.randint(len(self), (count,), device=self.memory.device)
 
     @torch.no_grad()
+    def write(self, index: torch.Tensor, features: torch.Tensor) -> None:
+        """v_i <- normalise(f_i): set rows outright (filling the bank before training)."""
+        self.memory[index] = F.normalize(features.to(self.memory.dtype), dim=1)
+
+    @torch.no_grad()
     def update(self, index: torch.Tensor, features: torch.Tensor) -> None:
         rows = self.momentum * self.memory[index] + (1 - self.momentum) * features.to(self.memory.dtype)
         self.memory[index] = F.normalize(rows, dim=1)
