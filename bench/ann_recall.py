@@ -1,6 +1,6 @@
 """Recall@10 and query time of the FAISS indexes (app/index.py) against exact cosine search.
 
-    python -m bench.ann_recall                  # 1M synthetic + Fashion-MNIST features, writes BENCHMARKS.md
+    python -m bench.ann_recall                  # 300k synthetic + Fashion-MNIST features, writes BENCHMARKS.md
     python -m bench.ann_recall --count 100000 --no-write
 
 Two galleries: the 70k Fashion-MNIST images (train + test) embedded by a zoo model, the real
@@ -67,7 +67,7 @@ def measure(name: str, features: torch.Tensor, queries: torch.Tensor) -> list[st
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--count", type=int, default=300_000)
     parser.add_argument("--model", default="instdisc-resnet18-fmnist")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)

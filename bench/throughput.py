@@ -24,7 +24,7 @@ def main(batch: int = 256) -> None:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)
     index = torch.randperm(60000)[:batch]
-    method = build(timm.create_model(cfg.arch, num_classes=0), cfg, 60000, (0.286,) * 3, (0.353,) * 3)
+    method = build(timm.create_model(cfg.arch, num_classes=0, **cfg.model_args), cfg, 60000, (0.286,) * 3, (0.353,) * 3)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
     ready = method.augment(images)
 
