@@ -24,8 +24,19 @@ class Searcher:
 
     def search(self, image: Image.Image, k: int) -> list[dict]:
         """The ``k`` most similar gallery items to ``image`` (any PIL mode or size), best first."""
-        if max(image.size) > MAX_SIDE:
-            image = image.copy()
-            image.thumbnail((MAX_SIDE, MAX_SIDE))
-        query = banks.embed(self.model, self.transform, [image])  # eval-mode forward: safe from many threads
-        return self.bank.search(query, k)[0]
+        return self.search_many([image], [k])[0]
+
+    def search_many(self, images: list[Image.Image], ks: list[int]) -> list[list[dict]]:
+        """One forward pass and one top-k for several queries (concurrent requests batched by the app)."""
+        images = [_shrunk(image) for image in images]
+        queries = banks.embed(self.model, self.transform, images)  # eval-mode forward: safe from many threads
+        hits = self.bank.search(queries, max(ks))
+        return [row[:k] for row, k in zip(hits, ks)]
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    if max(image.size) <= MAX_SIDE:
+        return image
+    image = image.copy()
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    return image

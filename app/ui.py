@@ -12,6 +12,9 @@ import traceback
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage pings from a local demo
+# Gradio rebuilds its queue-monitoring summary (a pandas frame of up to 10k past events) after every
+# event by default: a cost that grows with traffic, for a page this app does not show
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
@@ -22,7 +25,8 @@ from .search import Searcher
 MAX_FILE_SIZE = "10mb"
 MAX_K = 50
 EXAMPLES = 6  # example query images, one per label where the gallery has labels
-CONCURRENCY = os.cpu_count() or 2  # requests served at once: one core each (see launch)
+CONCURRENCY = os.cpu_count() or 2  # batches served at once: one core each (see launch)
+MAX_BATCH = 16  # concurrent searches answered by one forward pass
 
 
 def _query_image() -> gr.Image:
@@ -94,6 +98,8 @@ class Thumbnails:
 
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="zoo-app-thumbs-"))
+        # served in place: Gradio neither checks nor hashes and copies a static file on every request
+        gr.set_static_paths([self.folder])
 
     def __call__(self, item: dict) -> str:
         path = self.folder / (hashlib.sha1(f"{item['source']}:{item['ref']}".encode()).hexdigest()[:20] + ".png")
@@ -123,18 +129,29 @@ def build_ui(banks: list[Bank] | list[Searcher]) -> gr.Blocks:
     labels = list(searchers)
     thumbnails = Thumbnails()
 
-    def search(path, label, k):
-        try:
-            image = _open_query(path)
-            if label not in searchers:
-                raise ValueError(f"Unknown model {label!r}; choose one of: {', '.join(labels)}.")
-            hits = searchers[label].search(image, _clamp(k))
-        except Exception as error:  # whatever the upload, the user gets a message, not a stack trace
-            message = _message(error)
-            gr.Warning(message)
-            return [], f"**Error:** {message}", []
-        note = f"Top {len(hits)} of {len(searchers[label].bank.items)} gallery images under **{label}**."
-        return _as_gallery(hits, thumbnails), note, _as_rows(hits)
+    def search(paths, labels_asked, ks):
+        """Batched by Gradio: concurrent requests arrive together and share one forward pass per model.
+        Each request gets its own answer or its own error message."""
+        answers, queries = [None] * len(paths), {}
+        for i, (path, label, k) in enumerate(zip(paths, labels_asked, ks)):
+            try:
+                if label not in searchers:
+                    raise ValueError(f"Unknown model {label!r}; choose one of: {', '.join(labels)}.")
+                queries.setdefault(label, []).append((i, _open_query(path), _clamp(k)))
+            except Exception as error:  # whatever the upload, the user gets a message, not a stack trace
+                answers[i] = ([], f"**Error:** {_message(error)}", [])
+        for label, asked in queries.items():
+            try:
+                found = searchers[label].search_many([image for _, image, _ in asked], [k for _, _, k in asked])
+            except Exception as error:
+                found = [error] * len(asked)
+            for (i, _, _), hits in zip(asked, found):
+                if isinstance(hits, Exception):
+                    answers[i] = ([], f"**Error:** {_message(hits)}", [])
+                    continue
+                note = f"Top {len(hits)} of {len(searchers[label].bank.items)} gallery images under **{label}**."
+                answers[i] = (_as_gallery(hits, thumbnails), note, _as_rows(hits))
+        return tuple(map(list, zip(*answers)))
 
     def compare(path, k):
         try:
@@ -172,7 +189,7 @@ def build_ui(banks: list[Bank] | list[Searcher]) -> gr.Blocks:
                         rows_per_model = [gr.Gallery(label=label, columns=6, height="auto")
                                           for label in labels]
         searched = go.click(search, [query, model, k], [results, status, rows], api_name="search",
-                            concurrency_limit=CONCURRENCY)
+                            batch=True, max_batch_size=MAX_BATCH, concurrency_limit=CONCURRENCY)
         searched.then(lambda: gr.Tabs(selected="results"), None, tabs, api_name=False, queue=False)
         both.click(compare, [query, k], [status, tabs, *rows_per_model], api_name="compare",
                    concurrency_limit=CONCURRENCY)

@@ -88,6 +88,30 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(served):
     assert str(tmp) not in status  # no server paths leak into the message
 
 
+def test_a_batch_of_searches_gives_each_its_own_answer(served):
+    """Gradio hands simultaneous /search requests to the handler as one batch (one forward pass per
+    model): each must still get the neighbours of its own image under its own model and k, and one
+    bad upload fails only itself."""
+    from app import ui
+
+    _, tmp, _ = served
+    app = ui.build_ui([banks.load(tmp / "bank-alpha"), banks.load(tmp / "bank-beta")])
+    (search,) = [f for f in app.fns.values() if f.api_name == "search"]
+    assert search.batch
+    items = banks.load(tmp / "bank-alpha").items[:6]
+    bad = tmp / "not-an-image.png"
+    bad.write_text("text")
+    paths = [item["ref"] for item in items] + [str(bad)]
+    models = ["alpha", "beta", "alpha", "beta", "beta", "alpha", "alpha"]
+    ks = [2, 3, 4, 2, 3, 4, 3]
+    galleries, notes, rows = search.fn(paths, models, ks)
+    assert len(galleries) == len(notes) == len(rows) == 7
+    for path, model, k, note, hits in list(zip(paths, models, ks, notes, rows))[:-1]:
+        assert len(hits) == k and f"under **{model}**" in note
+        assert hits[0]["ref"] == path and hits[0]["score"] > 0.999  # its own image comes first
+    assert rows[-1] == [] and "not a readable image" in notes[-1]
+
+
 def test_compare_answers_with_every_model(served):
     client, tmp, _ = served
     status, *rows = client.predict(gradio_client.handle_file(query_file(tmp, "c.png")), 4, api_name="/compare")
@@ -154,18 +178,18 @@ def test_demo_builds_then_reuses_then_rebuilds_a_stale_bank(tmp_path, monkeypatc
     assert demo.main(["--model", "nope", "--no-train", "--no-launch"]) == 1
 
 
-def test_load_bench_replaces_its_own_section_only(tmp_path):
-    from bench.load_app import SECTION, write_section
+def test_a_bench_replaces_its_own_section_only(tmp_path, monkeypatch):
+    from bench import report
 
-    path = tmp_path / "BENCHMARKS.md"
-    path.write_text("# Benchmarks\n\n## kNN\n\nknn table\n")
-    write_section(path, f"{SECTION}\n\nfirst\n")
-    write_section(path, f"{SECTION}\n\nsecond\n")
-    text = path.read_text()
-    assert text.count(SECTION) == 1 and "second" in text and "first" not in text and "knn table" in text
-    path.write_text(f"# B\n\n{SECTION}\n\nold\n\n## Later\n\nkept\n")
-    write_section(path, f"{SECTION}\n\nnew\n")
-    assert path.read_text() == f"# B\n\n{SECTION}\n\nnew\n\n## Later\n\nkept\n"
+    monkeypatch.setattr(report, "REPORT", tmp_path / "BENCHMARKS.md")
+    report.REPORT.write_text("# Benchmarks\n\n## kNN\n\nknn table\n\n## App load\n\nold\n\n## Later\n\nkept\n")
+    report.write_section("App load", "first")
+    report.write_section("App load", "second")
+    text = report.REPORT.read_text()
+    assert text.count("## App load") == 1 and "second" in text and "first" not in text and "old" not in text
+    assert text.index("knn table") < text.index("second") < text.index("kept")  # in place, the others untouched
+    report.write_section("New one", "fresh")
+    assert report.REPORT.read_text().rstrip().endswith("fresh") and "second" in report.REPORT.read_text()
 
 
 def test_only_uploaded_files_are_read(served):
