@@ -45,10 +45,11 @@ def ensure_model(model: str, preset: str, train: bool = True) -> Path:
         folder = zoo.resolve(model)
         say(f"model {model}: {folder}")
         return folder
-    except zoo.ZooError as error:
+    except zoo.ZooError:
         if not train:
             raise
-        say(f"model {model} is not available ({error})")
+        say(f"no trained {model} in {zoo.zoo_home()} yet, and {PUBLISHED} is neither there, "
+            "in the Hugging Face cache, nor reachable on the Hub")
     command = [sys.executable, "-m", "train", "instdisc", "--preset", preset, "--name", model]
     say(f"training it: {' '.join(command[1:])} (minutes on a CPU, with a progress bar)")
     done = subprocess.run(command, cwd=ROOT)

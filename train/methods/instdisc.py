@@ -89,8 +89,8 @@ PRESETS = {
     # seconds: the tests' end-to-end run (the paper's random bank start, which the DDP test relies on)
     "smoke": Config(**dict(CPU, subset=512, epochs=2, batch_size=128, knn_subset=512,
                            method=dict(PAPER_METHOD, negatives=256))),
-    # the CPU benchmark, about 12 minutes on two cores
-    "fmnist": Config(**CPU, epochs=3),
+    # the CPU benchmark: about 11 minutes on two cores, within the 15 the benchmark allows
+    "fmnist": Config(**CPU, epochs=4),
     # the demo's model when the published one cannot be had: one epoch of the same recipe
     "demo": Config(**CPU, epochs=1),
     # the paper's ImageNet recipe (Sec. 4): ResNet-50, batch 256, SGD 0.03, wd 5e-4, 200 epochs,
