@@ -39,3 +39,4 @@ bench: setup data
 	$(PY) -m bench.throughput
 	$(PY) -m bench.load_app
 	$(PY) -m bench.ann_recall
+	$(PY) -m bench.demo_startup

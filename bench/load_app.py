@@ -150,11 +150,12 @@ def main(argv=None) -> int:
     if args.serve:
         return serve(bank_path, args.model, args.port)
 
-    try:  # checked here too, so a stale or missing bank fails with its own message
+    try:
         bank = banks.load(bank_path, model=args.model)
-    except banks.BankError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except banks.BankError as error:  # missing or stale: (re)build it, as `make bench` needs no manual step
+        print(f"{error}\nbuilding the bank of {args.model} at {bank_path}", flush=True)
+        bank = banks.build(args.model, gallery.FASHION_MNIST)
+        banks.save(bank, bank_path)
     port = free_port()
     server = start_server(bank_path, args.model, port)
     url, label = f"http://127.0.0.1:{port}/", Path(bank.model).name
