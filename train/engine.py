@@ -1,8 +1,9 @@
 """The engine: one loop trains every method, on a CPU, a GPU or many through torchrun.
 
-Per epoch: a seeded shuffle and augmentation stream (so a resumed run replays exactly
-the epochs it lost), the method's loss, an SGD step on the schedule, the kNN monitor,
-a log row and an atomic checkpoint. At the end the backbone is exported to the zoo.
+Before the first epoch a method may see every image once (``warm_start``: InstDisc fills
+its memory bank). Per epoch: a seeded shuffle and augmentation stream (so a resumed run
+replays exactly the epochs it lost), the method's loss, an SGD step on the schedule, the
+kNN monitor, a log row and an atomic checkpoint. At the end the backbone is exported to the zoo.
 """
 from __future__ import annotations
 
