@@ -101,3 +101,40 @@ def test_image_folder_data_trains_and_exports_imagenet_style_preprocessing(zoo_h
     assert info["input_size"] == (3, 32, 32) and info["mean"] == pytest.approx((0.485, 0.456, 0.406))
     config = (zoo_home / "instdisc-resnet18-data-smoke" / "config.json").read_text()
     assert '"crop_pct": 0.875' in config
+
+
+def test_schedule_warms_up_linearly_then_follows_cosine_or_steps():
+    from train.config import Config
+    from train.engine import lr_factor
+
+    cosine = lr_factor(Config(epochs=10, warmup_epochs=2, schedule="cosine"), steps_per_epoch=10)
+    assert [cosine(s) for s in (0, 9, 19)] == pytest.approx([0.05, 0.5, 1.0])
+    assert cosine(20) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.5) and cosine(99) < 0.001
+    step = lr_factor(Config(epochs=200, schedule="step", milestones=(120, 160)), steps_per_epoch=5)
+    assert [step(119 * 5), step(120 * 5), step(160 * 5)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_weight_decay_spares_biases_and_norms_only_when_asked():
+    from train.config import Config
+    from train.engine import optimizer_for
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    (plain,) = optimizer_for(model, Config(weight_decay=1e-4)).param_groups
+    assert plain["weight_decay"] == 1e-4 and len(plain["params"]) == 4
+    decayed, spared = optimizer_for(model, Config(weight_decay=1e-4, exclude_norm_bias=True)).param_groups
+    assert decayed["weight_decay"] == 1e-4 and [p.shape for p in decayed["params"]] == [(4, 3, 3, 3)]
+    assert spared["weight_decay"] == 0 and len(spared["params"]) == 3  # conv bias, BN weight and bias
+
+
+def test_gradient_clipping_bounds_the_step():
+    from train.config import Config
+    from train.engine import optimise
+
+    for clip, bounded in ((0.0, False), (1.0, True)):
+        layer = torch.nn.Linear(10, 1)
+        before = [p.detach().clone() for p in layer.parameters()]
+        cfg = Config(lr=0.1, momentum=0.0, weight_decay=0.0, clip_grad=clip)
+        optimizer = torch.optim.SGD(layer.parameters(), lr=cfg.lr)
+        optimise(1000 * layer(torch.ones(1, 10)).sum(), layer, optimizer, cfg)
+        moved = torch.cat([(p - b).flatten() for p, b in zip(layer.parameters(), before)]).norm()
+        assert (moved <= 0.1 + 1e-6) == bounded  # lr x max norm when clipped; far larger when not

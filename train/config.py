@@ -16,6 +16,7 @@ class Config:
     lr: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    exclude_norm_bias: bool = False  # no weight decay on biases and norm layers
     schedule: str = "step"  # "step": x0.1 at each milestone epoch; "cosine": to 0 after warm-up
     milestones: tuple = ()
     warmup_epochs: int = 0

@@ -52,8 +52,23 @@ def lr_factor(cfg: Config, steps_per_epoch: int):
 
 
 def optimizer_for(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """SGD with momentum; with ``cfg.exclude_norm_bias``, biases and normalisation weights (the 1-d
+    parameters) get no weight decay, as SimCLR, BYOL and MoCo v3 train."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params}]
+    if cfg.exclude_norm_bias:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def optimise(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Config) -> None:
+    """One step: gradients of ``loss``, clipped to norm ``cfg.clip_grad`` if set, then the update."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    optimizer.step()
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -135,11 +150,7 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
         for images, index in bar:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 loss = trainer(images.to(device, non_blocking=True), index.to(device, non_blocking=True))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
+            optimise(loss, model, optimizer, cfg)
             scheduler.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}")
