@@ -89,8 +89,11 @@ def test_z_is_estimated_once_then_held():
     assert torch.equal(model.log_z, first)
 
 
-def test_warm_start_fills_every_bank_row_with_its_images_feature():
-    """bank_init="features": v_i = f_i(theta_0) of the clean image i, for all N rows, before any step."""
+def warm_started_bank(rank: int = 0, world: int = 1, port: int = 0) -> torch.Tensor:
+    """(bank, expected): a tiny InstDisc's bank (bank_init="features") over 20 images after the engine's
+    warm start, as rank ``rank`` of ``world`` processes holds it, and each image's feature computed directly."""
+    import os
+
     from torch.utils.data import TensorDataset
 
     from train.augment import Preprocess
@@ -98,17 +101,50 @@ def test_warm_start_fills_every_bank_row_with_its_images_feature():
     from train.data import Data
     from train.engine import warm_start
 
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     model = tiny_instdisc(num_images=20)
     model.bank_init = "features"
-    images = torch.randint(0, 255, (20, 1, 16, 16), dtype=torch.uint8)
+    images = torch.randint(0, 255, (20, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     labels = torch.zeros(20, dtype=torch.long)
     data = Data(TensorDataset(images, labels), TensorDataset(images[:4], labels[:4]), labels, labels[:4],
                 (0.5,) * 3, (0.25,) * 3, 1.0)
     preprocess = Preprocess(16, data.mean, data.std)
-    warm_start(model, data, preprocess, Config(batch_size=8), torch.device("cpu"), rank=0, world=1)
+    warm_start(model, data, preprocess, Config(batch_size=8), torch.device("cpu"), rank=rank, world=world)
     with torch.no_grad():
         expected = model.embed(preprocess(images))
-    assert torch.allclose(model.memory_bank.memory, expected, atol=1e-6)  # all 20 rows, over 3 batches
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return model.memory_bank.memory, expected
+
+
+def test_warm_start_fills_every_bank_row_with_its_images_feature():
+    """bank_init="features": v_i = f_i(theta_0) of the clean image i, for all N rows, before any step."""
+    bank, expected = warm_started_bank()
+    assert torch.allclose(bank, expected, atol=1e-6)  # all 20 rows, over 3 batches
+
+
+def _warm_start_on_rank(rank, world, port, results):
+    results[rank] = warm_started_bank(rank, world, port)[0]
+
+
+def test_warm_start_gives_every_rank_the_whole_bank():
+    """Two processes (gloo) each embed half of the images; both must end with all 20 rows."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_warm_start_on_rank, args=(2, port, results), nprocs=2)
+        banks = [results[0], results[1]]
+    _, expected = warm_started_bank()
+    for bank in banks:
+        assert torch.allclose(bank, expected, atol=1e-6)
 
 
 def test_paper_bank_start_is_random_and_unknown_starts_are_refused():
