@@ -4,8 +4,9 @@ A bank folder holds ``features.safetensors`` (float32 [N, D], rows L2-normalised
 ``items.json`` (one ``{"source", "ref", "label"}`` per row, see :mod:`app.gallery`) and
 ``meta.json`` (the model name, the sha256 of its weights file and its preprocessing, the
 gallery, any images that were skipped, and the search index). Banks above a few hundred
-thousand items also hold ``index.faiss``, an approximate index (see :mod:`app.index`). A bank is only searched with the very weights
-that built it: :func:`load` with ``model=`` refuses a stale bank.
+thousand items also hold ``index.faiss``, an approximate index (see :mod:`app.index`). A bank
+is only searched with the very weights that built it: :func:`load` with ``model=`` refuses a
+stale bank.
 
     python -m app.bank build --model instdisc-resnet18-fmnist --data fashion-mnist
     python -m app.bank search --bank ~/.cache/contrastive-zoo/banks/instdisc-resnet18-fmnist-fashion-mnist --image shoe.png

@@ -144,11 +144,10 @@ def build_ui(banks: list[Bank] | list[Searcher]) -> gr.Blocks:
             try:
                 found = searchers[label].search_many([image for _, image, _ in asked], [k for _, _, k in asked])
             except Exception as error:
-                found = [error] * len(asked)
+                for i, _, _ in asked:
+                    answers[i] = ([], f"**Error:** {_message(error)}", [])
+                continue
             for (i, _, _), hits in zip(asked, found):
-                if isinstance(hits, Exception):
-                    answers[i] = ([], f"**Error:** {_message(hits)}", [])
-                    continue
                 note = f"Top {len(hits)} of {len(searchers[label].bank.items)} gallery images under **{label}**."
                 answers[i] = (_as_gallery(hits, thumbnails), note, _as_rows(hits))
         return tuple(map(list, zip(*answers)))

@@ -30,9 +30,11 @@ def main() -> None:
     pixels = knn_monitor(Pixels(), data, lambda x: x.float(), device)
     preprocess = Preprocess(cfg.image_size, data.mean, data.std)
     random_init = {}
-    for label, args in (("timm's default init (last BN of each block zeroed)", {}), ("the authors' init", cfg.model_args)):
+    inits = (("timm's default init (last BN of each block zeroed)", {}), ("the authors' init", cfg.model_args))
+    for label, args in inits:
         torch.manual_seed(0)
-        random_init[label] = knn_monitor(timm.create_model(cfg.arch, num_classes=0, **args), data, preprocess, device)
+        backbone = timm.create_model(cfg.arch, num_classes=0, **args)
+        random_init[label] = knn_monitor(backbone, data, preprocess, device)
     began = time.time()
     folder = fit("instdisc", "fmnist", cfg, "runs/bench-instdisc-fmnist")
     minutes = (time.time() - began) / 60

@@ -58,7 +58,8 @@ def search_once(http, url: str, image: str, model: str, k: int, session: str) ->
     with open(image, "rb") as file:
         (path,) = http.post(f"{url}gradio_api/upload", files={"files": file}).raise_for_status().json()
     query = {"path": path, "meta": {"_type": "gradio.FileData"}}
-    event = http.post(f"{url}gradio_api/call/search", json={"data": [query, model, k], "session_hash": session}).raise_for_status().json()
+    body = {"data": [query, model, k], "session_hash": session}
+    event = http.post(f"{url}gradio_api/call/search", json=body).raise_for_status().json()
     with http.stream("GET", f"{url}gradio_api/call/search/{event['event_id']}") as stream:
         kind = None
         for line in stream.raise_for_status().iter_lines():
@@ -187,8 +188,8 @@ def main(argv=None) -> int:
             "throughput (req/s)": f"{len(ms) / wall:.1f}", "p50 latency (ms)": f"{percentile(ms, 50):.0f}",
             "p95 latency (ms)": f"{percentile(ms, 95):.0f}", "max latency (ms)": f"{ms[-1]:.0f}"}
     table = "\n".join(f"| {key} | {value} |" for key, value in rows.items())
-    text = (f"`python -m bench.load_app`: {args.clients} HTTP clients (one kept-alive connection each) send Fashion-MNIST "
-            f"images to `/search` (k={args.k}) back to back for {args.seconds:.0f} s to the app in another process "
+    text = (f"`python -m bench.load_app`: {args.clients} HTTP clients (one kept-alive connection each) send "
+            f"Fashion-MNIST images to `/search` (k={args.k}) back to back for {args.seconds:.0f} s to the app in another process "
             f"on loopback; latency is upload + queueing + search + reply (thumbnail URLs, not their download). "
             f"Model `{bank.model}`, bank of {len(bank.items)} images, {os.cpu_count()} CPUs.\n\n"
             f"| measure | value |\n|---|---|\n{table}\n")

@@ -78,9 +78,10 @@ def test_two_processes_keep_one_memory_bank(zoo_home, tmp_path):
     state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
     torch.manual_seed(0)  # the engine's seed: rebuild the initial bank to compare against
     import timm
-    from train.methods.instdisc import PRESETS, build
+    from train.methods.instdisc import build
     smoke = PRESETS["smoke"]
-    initial = build(timm.create_model(smoke.arch, num_classes=0, **smoke.model_args), smoke, 512, (0.5,) * 3, (0.5,) * 3)
+    backbone = timm.create_model(smoke.arch, num_classes=0, **smoke.model_args)
+    initial = build(backbone, smoke, 512, (0.5,) * 3, (0.5,) * 3)
     changed = (state["memory_bank.memory"] != initial.memory_bank.memory).any(dim=1)
     assert changed.all()
     assert (zoo_home / "instdisc-resnet18-fmnist-smoke" / "model.safetensors").exists()
