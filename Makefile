@@ -38,5 +38,7 @@ bench: setup data
 	$(PY) -m bench.knn_fmnist
 	$(PY) -m bench.throughput
 	$(PY) -m bench.load_app
+	$(PY) -m bench.app_bombs
+	$(PY) -m bench.bad_inputs
 	$(PY) -m bench.ann_recall
 	$(PY) -m bench.demo_startup

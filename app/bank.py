@@ -14,7 +14,6 @@ stale bank.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import safetensors.torch
+import timm
 import torch
 from tqdm import tqdm
 
@@ -32,7 +32,7 @@ from zoo import checkpoint
 from . import gallery
 from . import index as ann
 
-FORMAT = 1
+FORMAT = 2  # 2: tied to the whole config.json, the timm version and the transform
 FEATURES, ITEMS, META = "features.safetensors", "items.json", "meta.json"
 
 
@@ -93,8 +93,7 @@ def normalise(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float(), dim=1)
 
 
-@functools.lru_cache(maxsize=32)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -103,36 +102,53 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 def weights_sha256(folder: str | Path) -> str:
-    """sha256 of a checkpoint's ``model.safetensors``: the identity a bank is tied to (cached per file version)."""
-    path = Path(folder) / checkpoint.WEIGHTS
-    stat = path.stat()
-    return _sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    """sha256 of a checkpoint's ``model.safetensors``: the identity a bank is tied to.
+
+    Never cached by size and mtime: a rewrite that keeps both would pass for the old weights."""
+    return sha256(Path(folder) / checkpoint.WEIGHTS)
 
 
-def fingerprint(model: str) -> dict:
-    """What ties a bank to ``model``: its checkpoint folder, weights hash and preprocessing."""
+def fingerprint(model: str, weights_digest: str | None = None, transform=None) -> dict:
+    """What ties a bank to ``model``: the weights' hash, the whole config.json (architecture,
+    model_args, preprocessing), the timm version that builds it and the transform it gets.
+
+    ``weights_digest`` and ``transform`` are those of a model already loaded (see :func:`open_model`)."""
     folder = zoo.resolve(model)
     config = checkpoint.read_config(folder)
-    return {"model": str(model), "weights": str(folder), "weights_sha256": weights_sha256(folder),
+    return {"model": str(model), "weights": str(folder),
+            "weights_sha256": weights_digest or weights_sha256(folder),
+            "config_sha256": sha256(folder / checkpoint.CONFIG), "timm": timm.__version__,
+            "transform": repr(transform or zoo.transforms(folder)),
             "architecture": config["architecture"], "pretrained_cfg": config["pretrained_cfg"]}
 
 
-def check_fresh(bank: Bank, model: str) -> dict:
-    """Raise StaleBankError unless ``bank`` was built by ``model``'s current weights and preprocessing."""
-    now = fingerprint(model)
+def open_model(model: str) -> tuple[torch.nn.Module, object, dict]:
+    """``model``'s network, its transform and the fingerprint of exactly what was loaded."""
+    folder = zoo.resolve(model)
+    net, digest = checkpoint.load_with_digest(folder)
+    transform = zoo.transforms(folder)
+    return net, transform, fingerprint(model, digest, transform)
+
+
+# What makes a bank stale, and how to say it: (fingerprint key, what changed).
+FRESHNESS = (("weights_sha256", "weights"), ("config_sha256", "config.json (architecture, model_args or "
+             "preprocessing)"), ("timm", "timm version"), ("transform", "preprocessing transform"))
+
+
+def check_fresh(bank: Bank, model: str | dict) -> dict:
+    """Raise StaleBankError unless ``bank`` was built by ``model``'s current weights, config, timm and
+    transform. ``model`` is a name or a fingerprint from :func:`open_model`; the fingerprint is returned."""
+    now = fingerprint(model) if isinstance(model, str) else model
     where = bank.path or "this bank"
     data = bank.meta["gallery"].get("root", gallery.FASHION_MNIST)
-    fix = (f"Fix: rebuild it with `python -m app.bank build --model {model} --data {data}"
+    fix = (f"Fix: rebuild it with `python -m app.bank build --model {now['model']} --data {data}"
            + (f" --out {bank.path}`" if bank.path else "`"))
-    if bank.meta.get("weights_sha256") != now["weights_sha256"]:
+    changed = [what for key, what in FRESHNESS if bank.meta.get(key) != now[key]]
+    if changed:
         raise StaleBankError(
-            f"Stale bank {where}: it was built by {bank.meta.get('model')!r} with weights sha256 "
-            f"{str(bank.meta.get('weights_sha256'))[:12]}..., but {model!r} now has weights "
-            f"{now['weights_sha256'][:12]}... "
-            f"({now['weights']}). Searching it would return wrong neighbours. " + fix + ".")
-    if bank.meta.get("pretrained_cfg") != now["pretrained_cfg"]:
-        raise StaleBankError(f"Stale bank {where}: {model!r}'s preprocessing (pretrained_cfg) changed since it was "
-                             "built. " + fix + ".")
+            f"Stale bank {where}: {now['model']!r} ({now['weights']}) is not what built it; its "
+            f"{', '.join(changed)} changed (weights sha256 then {str(bank.meta.get('weights_sha256'))[:12]}..., "
+            f"now {now['weights_sha256'][:12]}...). Searching it would return wrong neighbours. " + fix + ".")
     return now
 
 
@@ -148,8 +164,7 @@ def build(model: str, data: str, batch_size: int = 256, limit: int = 0, progress
     """Embed the gallery ``data`` (``fashion-mnist`` or a folder) with ``model``; unreadable images are skipped.
     ``index``: exact, hnsw, ivf, or auto (see :func:`Bank.with_index`)."""
     source = gallery.open_source(data, limit)
-    meta = fingerprint(model)
-    net, transform = zoo.load(meta["weights"]), zoo.transforms(meta["weights"])
+    net, transform, meta = open_model(model)
     chunks, items, skipped, batch = [], [], [], []
     bar = tqdm(total=len(source), unit="img", desc=f"embedding {source.name} with {Path(model).name}",
                disable=not progress)
@@ -177,7 +192,7 @@ def build(model: str, data: str, batch_size: int = 256, limit: int = 0, progress
         raise BankError(f"no readable image in {data}: all {len(skipped)} failed to decode")
     features = torch.cat(chunks)
     meta.update(format=FORMAT, gallery=source.spec, count=len(items), dim=features.shape[1], skipped=skipped,
-                transform=repr(transform), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return Bank(features, items, meta).with_index(index)
 
 
@@ -189,7 +204,8 @@ def default_path(model: str, dataset: str) -> Path:
 def save(bank: Bank, folder: str | Path) -> Path:
     """Write ``bank`` to ``folder`` atomically (a crash leaves the old bank or the new one, never half)."""
     folder = Path(folder).expanduser()
-    with checkpoint.atomic_folder(folder) as staging:
+    with checkpoint.atomic_folder(folder, owned=lambda path: (path / META).is_file() and (path / FEATURES).is_file(),
+                                  what="feature bank") as staging:
         safetensors.torch.save_file({"features": bank.features.contiguous()}, staging / FEATURES,
                                     metadata={"model": bank.model, "weights_sha256": bank.meta["weights_sha256"]})
         (staging / ITEMS).write_text(json.dumps(bank.items))
@@ -203,6 +219,7 @@ def save(bank: Bank, folder: str | Path) -> Path:
 def load(folder: str | Path, model: str | None = None) -> Bank:
     """Read a bank; with ``model``, refuse it (StaleBankError) unless that model's current weights built it."""
     folder = Path(folder).expanduser()
+    checkpoint.recover(folder)  # a writer killed mid-swap left the previous bank beside the path
     missing = [name for name in (FEATURES, ITEMS, META) if not (folder / name).is_file()]
     if missing:
         raise BankError(f"{folder} is not a feature bank (missing {', '.join(missing)}). "
@@ -215,22 +232,47 @@ def load(folder: str | Path, model: str | None = None) -> Bank:
         raise BankError(f"bank {folder} is unreadable ({type(error).__name__}: {error}). Fix: rebuild it.") from None
     if meta.get("format") != FORMAT or features.dim() != 2 or len(items) != features.shape[0]:
         raise BankError(f"bank {folder} is inconsistent or of another format ({features.shape[0]} feature rows, "
-                        f"{len(items)} items, format {meta.get('format')}). Fix: rebuild it.")
+                        f"{len(items)} items, format {meta.get('format')}, this version reads {FORMAT}). "
+                        "Fix: rebuild it.")
+    validate(features.float(), meta, folder)
     bank = Bank(features.float(), items, meta, folder)
     if bank.index_kind != "exact":
         if not (folder / ann.FILE).is_file():
             raise BankError(f"bank {folder} names a {bank.index_kind} index but has no {ann.FILE}. Fix: rebuild it.")
         settings = dict(meta["index"])
-        bank.index = ann.load(folder, settings.pop("kind"), settings)
+        try:
+            bank.index = ann.load(folder, settings.pop("kind"), settings)
+        except Exception as error:  # FAISS raises RuntimeError with a C++ trace for a damaged file
+            raise BankError(f"{folder / ann.FILE} is damaged ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:120]}). Fix: rebuild the bank.") from None
+        if bank.index.ntotal != len(items) or bank.index.d != features.shape[1]:
+            raise BankError(f"{folder / ann.FILE} indexes {bank.index.ntotal} x {bank.index.d} vectors, the bank "
+                            f"holds {len(items)} x {features.shape[1]}. Fix: rebuild the bank.")
     if model is not None:
         check_fresh(bank, model)
     return bank
 
 
+def validate(features: torch.Tensor, meta: dict, folder: Path) -> None:
+    """Refuse damaged features now, not at search time: a NaN row would rank first for every query,
+    and a row of the wrong width would fail in the matmul with an error that blames the image."""
+    if features.shape[1] != meta.get("dim"):
+        raise BankError(f"{folder / FEATURES} holds {features.shape[1]}-d features, its meta.json says "
+                        f"{meta.get('dim')}-d. Fix: rebuild the bank.")
+    bad = (~torch.isfinite(features).all(dim=1)) | ((features.norm(dim=1) - 1).abs() > 1e-3)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise BankError(f"{folder / FEATURES} has {len(rows)} rows that are not finite unit vectors (rows "
+                        f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}). Fix: rebuild the bank.")
+
+
 def discover() -> list[Path]:
     """Every bank folder under ``$ZOO_HOME/banks``."""
     root = zoo.zoo_home() / "banks"
-    return sorted(p for p in root.iterdir() if (p / META).is_file()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    # dot-folders are a writer's staging or swap folders, never a bank to serve
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and (p / META).is_file())
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@
 1. Resolve the model (local zoo, Hugging Face cache, then the Hub); if there is none, train it
    with `python -m train instdisc --preset PRESET` in a subprocess (the app never imports train).
 2. Build the bank of the Fashion-MNIST test split (10k images) unless a fresh one exists.
-3. Serve every fresh bank in $ZOO_HOME/banks on 127.0.0.1:7860 ($APP_HOST, $APP_PORT, --host, --port).
+3. Serve every sound, fresh bank in $ZOO_HOME/banks (listing those left out, and why) on 127.0.0.1:7860 ($APP_HOST, $APP_PORT, --host, --port).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import zoo
 
 from . import bank as banks
 from . import gallery
+from .search import Searcher
 
 PUBLISHED = "instdisc-resnet18-fmnist"
 ROOT = Path(__file__).resolve().parents[1]  # the project: `python -m train` runs from here, runs/ lands here
@@ -78,19 +79,19 @@ def ensure_bank(model: str, limit: int = 0) -> banks.Bank:
     return bank
 
 
-def fresh_banks(first: banks.Bank) -> list[banks.Bank]:
-    """``first`` and every other bank under $ZOO_HOME/banks whose model still has the weights that built it."""
-    found = [first]
-    for path in banks.discover():
-        if first.path and path.resolve() == first.path.resolve():
-            continue
+def servable(first: banks.Bank | None) -> tuple[list[Searcher], list[str]]:
+    """A searcher for ``first`` and for every other bank under $ZOO_HOME/banks that is sound and fresh,
+    and a line for each one left out: one broken bank or model never stops the others being served."""
+    paths = ([first.path] if first is not None else []) + [
+        p for p in banks.discover() if not (first is not None and first.path and p.resolve() == first.path.resolve())]
+    served, left_out = [], []
+    for path in paths:
         try:
-            bank = banks.load(path)
-            banks.check_fresh(bank, bank.model)
-            found.append(bank)
-        except zoo.ZooError as error:  # stale, unreadable, or its model is gone: say so, never search it
-            say(f"not serving {path.name}: {error}")
-    return found
+            bank = first if first is not None and path == first.path else banks.load(path)
+            served.append(Searcher(bank))  # loads its model and checks the bank against those very weights
+        except zoo.ZooError as error:  # stale, damaged, or its model is gone or broken: say so, never search it
+            left_out.append(f"{path.name}: {error}")
+    return served, left_out
 
 
 def main(argv=None) -> int:
@@ -108,16 +109,27 @@ def main(argv=None) -> int:
     model = args.model or pick_model(args.preset)
     try:
         ensure_model(model, args.preset, train=not args.no_train)
-        served = fresh_banks(ensure_bank(model, args.limit))
-    except (zoo.ZooError, FileNotFoundError) as error:
+    except zoo.ZooError as error:  # a name that resolves nowhere: the user asked for it, so stop and say so
         print(f"[demo] error: {error}", file=sys.stderr)
+        return 1
+    first, problems = None, []
+    try:
+        first = ensure_bank(model, args.limit)
+    except (zoo.ZooError, FileNotFoundError) as error:  # its weights are damaged: serve the other banks
+        problems.append(f"{model}: {error}")
+    served, left_out = servable(first)
+    for line in problems + left_out:
+        say(f"not serving {line}")
+    if not served:
+        print("[demo] error: no bank can be served (see above). Fix the first problem listed, or build a bank "
+              "with `python -m app.bank build --model NAME`.", file=sys.stderr)
         return 1
     if args.no_launch:
         say(f"ready: {len(served)} bank(s); not launching (--no-launch)")
         return 0
     from . import ui  # gradio is slow to import: only when serving
 
-    say(f"serving {', '.join(b.model for b in served)}")
+    say(f"serving {', '.join(s.bank.model for s in served)}")
     ui.launch(ui.build_ui(served), host=args.host, port=args.port)
     return 0
 

@@ -7,18 +7,72 @@ An item is a small JSON-able dict: ``{"source": "fashion-mnist" | "file", "ref":
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from PIL import Image
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
 
 import zoo.data
 
 FASHION_MNIST = "fashion-mnist"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 THUMB = 128  # pixels, longest side
-MAX_PIXELS = 50_000_000  # refuse before decoding: a 10 MB PNG can claim 20k x 20k pixels (1.2 GB decoded)
+MAX_SIDE = 1024  # images are shrunk to this as they are decoded: the models take small inputs
+# Decoded pixels allowed per image, checked before decoding (after JPEG's reduced-scale draft, so JPEG
+# photos pass up to PIL's own limit of 179 MP). 50 MP holds an 8K frame (33 MP) or an A4 page scanned
+# at 600 dpi (35 MP). Decoding holds 4 to 6 bytes a pixel (RGBA: 4, and a 1-byte band being reduced;
+# 16-bit grey: 2, and its 4-byte copy), so an image at the cap takes up to 300 MB and about 2 s of CPU:
+# what a 200 kB PNG can ask for.
+MAX_PIXELS = 50_000_000
+TRIM_ABOVE = 4_000_000  # decoded pixels after which freed memory is handed back to the system
+
+
+class PixelBudget:
+    """At most ``limit`` pixels being decoded at once, across threads.
+
+    Decoding is where a small file becomes a large buffer: without a bound, a batch of bombs
+    decoded by concurrent requests multiplies the peak memory by the batch size.
+    """
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int):
+        """Wait until ``pixels`` fit in the budget, and keep them for the duration of the block."""
+        pixels = min(pixels, self.limit)  # an image larger than the budget waits until it has it all
+        with self._changed:
+            self._changed.wait_for(lambda: self.used + pixels <= self.limit)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= pixels
+                self._changed.notify_all()
+
+
+# One image at the cap plus ordinary ones beside it: at most ~400 MB of decode buffers at any time
+# (a burst of bombs is decoded one after another, on one core).
+DECODE_BUDGET = PixelBudget(64_000_000)
+
+
+def _libc_malloc_trim():
+    """glibc's ``malloc_trim``, or None elsewhere: glibc keeps freed memory of thread arenas mapped
+    (a burst of large decodes then stays in RSS); trimming returns it to the system."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+
+
+_malloc_trim = _libc_malloc_trim()
 
 
 def fashion_mnist(train: bool = False):
@@ -31,26 +85,113 @@ def is_image_file(path: Path) -> bool:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file, raising ``ValueError`` with a readable reason if it is not one.
+    """The image file as an upright RGB image at most ``MAX_SIDE`` a side; ``ValueError`` with a readable
+    reason if it is not an image or would decode to more than ``MAX_PIXELS``.
 
-    Decoding is forced here (PIL is lazy) so that a truncated file fails now, not mid-batch.
-    Huge images are decoded at a reduced scale where the format allows (JPEG draft mode).
+    Decoding is forced here (PIL is lazy) so that a truncated file fails now, not mid-batch. The
+    image is shrunk while it is decoded (JPEG at a reduced scale, other formats by an integer
+    factor right after), under ``DECODE_BUDGET``, so nothing full-size outlives this call.
     """
-    name = Path(path).name
+    with _reasons(path):
+        image = Image.open(path)  # reads the header only
+        image.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG only: decode at 1/2..1/8 scale
+    pixels = image.width * image.height
+    if pixels > MAX_PIXELS:
+        image.close()
+        raise ValueError(_too_large(path, f"{image.width} x {image.height} pixels"))
+    with _reasons(path), DECODE_BUDGET.hold(pixels):
+        image.load()
+        exif = image.getexif()  # after load: PNG may keep it after the pixels, TIFF reads it from the file
+        image = _reduced(image)  # the full-size image is freed here, before the budget is
+        if pixels > TRIM_ABOVE and _malloc_trim:
+            _malloc_trim(0)  # before the next decode can start: else both would count in the peak
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    return _upright(image, exif).convert("RGB")
+
+
+def claimed_pixels(path: str | os.PathLike) -> int:
+    """The pixels ``open_image`` would decode (its header's size, after JPEG's draft), 0 if it is no image:
+    what a batch's decoding will cost, known before any of it is spent."""
     try:
-        image = Image.open(path)
-        too_large = image.width * image.height > MAX_PIXELS
-        if not too_large:
-            image.draft("RGB", (1024, 1024))  # JPEG only: decode at 1/2..1/8 scale; the models take small inputs
-            image.load()
-    except Image.DecompressionBombError:
-        too_large = True
+        with Image.open(path) as image:
+            image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            return image.width * image.height
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return 0  # open_image gives the reason
+
+
+def _too_large(path: str | os.PathLike, size: str) -> str:
+    return (f"{Path(path).name} is too large to decode safely ({size}; at most {MAX_PIXELS // 1_000_000} "
+            "megapixels). Fix: scale it down, or save it as JPEG")
+
+
+@contextmanager
+def _reasons(path: str | os.PathLike):
+    """PIL's errors for a bad file as ``ValueError`` with a reason fit for the UI (no server paths)."""
+    try:
+        yield
+    except Image.DecompressionBombError:  # PIL's own limit, met before ours by images over 179 MP
+        raise ValueError(_too_large(path, f"over {round(2 * Image.MAX_IMAGE_PIXELS / 1e6)} megapixels")) from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL raises all three for bad files
-        reason = str(error).replace(str(path), "").strip(" :'") or type(error).__name__  # no server paths in UI text
-        raise ValueError(f"{name} is not a readable image ({reason})") from None
-    if too_large:
-        raise ValueError(f"{name} is too large to decode safely (at most {MAX_PIXELS // 1_000_000} megapixels)")
+        reason = str(error).replace(str(path), "").strip(" :'") or type(error).__name__
+        raise ValueError(f"{Path(path).name} is not a readable image ({reason})") from None
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """The decoded ``image`` shrunk by an integer factor to between 1 and 2 x ``MAX_SIDE`` a side,
+    in an 8-bit mode that ``thumbnail`` and ``convert("RGB")`` handle correctly.
+
+    ``reduce`` (box averages) is cheap and needs no full-size copy in L, RGB, I and F; RGBA and
+    LA would be copied whole to premultiply alpha, so their colour bands are reduced one by one
+    (the alpha is dropped anyway, as the models take RGB).
+    """
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")  # 16-bit: reduce and thumbnail work on 32-bit integers
+    elif image.mode in ("1", "P", "PA"):
+        image = image.convert("L" if image.mode == "1" else "RGB")  # averaging bits or palette indices is wrong
+    factor = max(image.size) // MAX_SIDE
+    if factor >= 2 and image.mode in ("LA", "RGBA"):
+        colour = image.mode[:-1]
+        image = Image.merge(colour, [image.getchannel(band).reduce(factor) for band in colour])
+    elif factor >= 2:
+        image = image.reduce(factor)
+    if image.mode == "I":  # 16-bit data in practice (PIL's I;16, older PILs' 16-bit PNGs); more is white
+        return _eight_bit(image, 0, 65535)  # i.e. divided by 257
+    if image.mode == "F":
+        return _eight_bit(image, *_float_range(image))
     return image
+
+
+def _float_range(image: Image.Image) -> tuple[float, float]:
+    """The values that map to black and white: 0 and 1 when all finite values lie in [0, 1] (the usual
+    convention for float images, and a dark image stays dark), else the image's own range."""
+    values = np.asarray(image)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if low >= 0 and high <= 1:
+        return 0.0, 1.0
+    return low, high if high > low else low + 1
+
+
+def _eight_bit(image: Image.Image, black: float, white: float) -> Image.Image:
+    """Grey levels of a 32-bit (I or F) image mapped linearly from [black, white] to 0..255 (NaN is black).
+
+    PIL's own conversion clips instead: 16-bit values all come out white, [0, 1] floats black.
+    """
+    values = (np.asarray(image, dtype=np.float64) - black) * (255 / (white - black)) + 0.5
+    return Image.fromarray(np.clip(np.nan_to_num(values, nan=0.0), 0, 255).astype(np.uint8))
+
+
+def _upright(image: Image.Image, exif: Image.Exif) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (cameras store pixels as the sensor saw them).
+
+    The shrunk image is turned, not the original; it is given the original's EXIF for that, as
+    ``Image.merge`` starts without any. (PIL turns TIFFs itself as it loads them, and drops their tag.)
+    """
+    if exif.get(ExifTags.Base.Orientation, 1) == 1:
+        return image
+    image.info["exif"] = exif.tobytes()
+    return ImageOps.exif_transpose(image)
 
 
 class Source:

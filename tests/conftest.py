@@ -19,6 +19,13 @@ def zoo_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A test's folder, with $ZOO_HOME inside it."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    return tmp_path
+
+
 def save_backbone(folder, arch="resnet18", seed=0):
     torch.manual_seed(seed)
     model = timm.create_model(arch, num_classes=0).eval()

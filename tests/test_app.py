@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,10 +107,30 @@ def test_a_batch_of_searches_gives_each_its_own_answer(served):
     ks = [2, 3, 4, 2, 3, 4, 3]
     galleries, notes, rows = search.fn(paths, models, ks)
     assert len(galleries) == len(notes) == len(rows) == 7
+    root = banks.load(tmp / "bank-alpha").meta["gallery"]["root"]
     for path, model, k, note, hits in list(zip(paths, models, ks, notes, rows))[:-1]:
         assert len(hits) == k and f"under **{model}**" in note
-        assert hits[0]["ref"] == path and hits[0]["score"] > 0.999  # its own image comes first
+        own = Path(path).relative_to(root).as_posix()  # clients see the path inside the gallery folder
+        assert hits[0]["ref"] == own and hits[0]["score"] > 0.999  # its own image comes first
     assert rows[-1] == [] and "not a readable image" in notes[-1]
+
+
+def test_a_batch_decodes_only_its_pixel_budget_smallest_first(served, monkeypatch):
+    """Large queries past the batch's pixel budget are told to retry, so the small ones beside them
+    are not kept waiting for every large decode; the smallest are always admitted first."""
+    from app import ui
+
+    _, tmp, _ = served
+    monkeypatch.setattr(ui, "BATCH_PIXELS", 2 * 80 * 80)
+    app = ui.build_ui([banks.load(tmp / "bank-alpha")])
+    (search,) = [f for f in app.fns.values() if f.api_name == "search"]
+    large = [query_file(tmp, f"large-{i}.png", size=(80, 80)) for i in range(3)]
+    small = [query_file(tmp, f"small-{i}.png", size=(20, 20)) for i in range(2)]
+    paths = [str(large[0]), str(small[0]), str(large[1]), str(large[2]), str(small[1])]
+    _, notes, rows = search.fn(paths, ["alpha"] * 5, [2] * 5)
+    answered = [i for i, hits in enumerate(rows) if hits]
+    assert answered == [0, 1, 4]  # both small ones, and as many large ones as fit beside them
+    assert all("Too many large images" in notes[i] and "retry" in notes[i] for i in (2, 3))
 
 
 def test_compare_answers_with_every_model(served):
@@ -200,7 +221,8 @@ def test_only_uploaded_files_are_read(served):
     payload = {"data": [{"path": str(on_server), "meta": {"_type": "gradio.FileData"}}, "alpha", 3]}
     event = httpx.post(f"{url}gradio_api/call/search", json=payload, timeout=30).json()["event_id"]
     reply = httpx.get(f"{url}gradio_api/call/search/{event}", timeout=60).text
-    assert "event: error" in reply and "not uploaded by a user" in reply
+    assert "was not uploaded to the app" in reply and "Fix: upload the file" in reply
+    assert str(tmp) not in reply
 
 
 def test_images_claiming_too_many_pixels_are_refused_before_decoding(tmp_path):

@@ -40,13 +40,6 @@ def make_folder(root, per_label: int = 4, labels=("bag", "shoe")):
     return root
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path
-
-
 def test_top_k_equals_brute_force():
     torch.manual_seed(0)
     features = banks.normalise(torch.randn(500, 32))
@@ -72,7 +65,7 @@ def test_approximate_index_finds_the_exact_neighbours_and_round_trips(home, kind
     features = clustered(4000)
     queries = clustered(50, seed=1)
     bank = banks.Bank(features, [{"source": "x", "ref": str(i), "label": None} for i in range(4000)],
-                      {"format": banks.FORMAT, "model": "m", "weights_sha256": "0"}).with_index(kind)
+                      {"format": banks.FORMAT, "model": "m", "weights_sha256": "0", "dim": 32}).with_index(kind)
     assert bank.index_kind == kind and bank.index is not None
     _, exact = banks.top_k(features, queries, 10)
     found = [[hit["index"] for hit in row] for row in bank.search(queries, 10)]

@@ -1,4 +1,5 @@
 """The checkpoint contract and zoo.load: what train writes is exactly what timm and zoo read."""
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 import zoo
 import zoo.__main__
 from conftest import save_backbone
+from zoo.registry import ENTRIES
 
 x = torch.randn(4, 3, 32, 32)
 
@@ -72,6 +74,29 @@ def test_registered_model_offline_says_what_was_tried_and_how_to_get_it(zoo_home
     message = str(error.value)
     assert str(zoo_home / "instdisc-r50") in message and "HF_HUB_OFFLINE" in message
     assert "python -m zoo convert instdisc-r50 --src" in message
+
+
+@pytest.mark.parametrize("revision", ["0123abc", ""])
+def test_hub_downloads_are_pinned_to_the_revision_and_the_checkpoint_files(zoo_home, monkeypatch, revision):
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    calls = []
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        if kwargs.get("local_files_only"):
+            raise LocalEntryNotFoundError("not in the cache")
+        return str(zoo_home / "downloaded")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setitem(ENTRIES, "instdisc-r50", dataclasses.replace(ENTRIES["instdisc-r50"], revision=revision))
+    assert zoo.resolve("instdisc-r50") == zoo_home / "downloaded"
+    pinned = dict(revision=revision or None, allow_patterns=["config.json", "model.safetensors", "README.md"])
+    assert calls == [("contrastive-zoo/instdisc-r50", dict(local_files_only=True, **pinned)),
+                     ("contrastive-zoo/instdisc-r50", pinned)]
 
 
 def test_weights_that_do_not_match_the_config_name_the_differing_keys(zoo_home):

@@ -62,6 +62,9 @@ class ToRGB:
     def __call__(self, image):
         return image if image.mode == "RGB" else image.convert("RGB")
 
+    def __repr__(self):  # stable across processes: a bank's fingerprint holds the transform's repr
+        return "ToRGB()"
+
 
 def transforms(name: str, training: bool = False):
     """The preprocessing that ``name`` was trained with, as a torchvision transform of PIL images."""

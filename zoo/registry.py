@@ -46,6 +46,7 @@ class Entry:
     description: str
     release: str = ""  # where the authors' checkpoint can be downloaded, for `zoo convert`
     preset: str = ""  # the `python -m train` preset that makes it, for source "zoo"
+    revision: str = ""  # the Hub commit (or tag) its weights are pinned to; "" is the main branch
     metrics: dict = field(default_factory=dict)
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .checkpoint import CONFIG, WEIGHTS, is_checkpoint
+from .checkpoint import CARD, CONFIG, WEIGHTS, is_checkpoint, recover
 from .registry import ENTRIES, ZooError, suggest
 
 
@@ -32,6 +32,7 @@ def _looks_like_path(name: str) -> bool:
 def resolve(name: str | os.PathLike, download: bool = True) -> Path:
     """The folder holding ``name``'s config.json and model.safetensors, fetching it if ``download``."""
     path = Path(name).expanduser()
+    recover(path)  # a writer killed mid-swap left the old folder aside
     if path.is_dir() or _looks_like_path(str(name)):
         if not is_checkpoint(path):
             raise ZooError(f"{path} is not a zoo checkpoint: it needs {CONFIG} and {WEIGHTS}. "
@@ -39,6 +40,7 @@ def resolve(name: str | os.PathLike, download: bool = True) -> Path:
         return path
     name = str(name)
     local = zoo_home() / name
+    recover(local)
     if is_checkpoint(local):
         return local
     if name not in ENTRIES:
@@ -50,9 +52,11 @@ def _from_hub(entry, local: Path, download: bool) -> Path:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    # the registered revision when there is one, and only the checkpoint's own files
+    pinned = dict(revision=entry.revision or None, allow_patterns=[CONFIG, WEIGHTS, CARD])
     tried = [f"the local zoo folder {local}"]
     try:
-        return Path(snapshot_download(entry.hub_id, local_files_only=True))
+        return Path(snapshot_download(entry.hub_id, local_files_only=True, **pinned))
     except LocalEntryNotFoundError:
         tried.append(f"the Hugging Face cache ({entry.hub_id})")
     if not download:
@@ -61,7 +65,7 @@ def _from_hub(entry, local: Path, download: bool) -> Path:
         tried.append("the Hub: skipped because HF_HUB_OFFLINE is set")
     else:
         try:
-            return Path(snapshot_download(entry.hub_id))
+            return Path(snapshot_download(entry.hub_id, **pinned))
         except Exception as error:  # network down, repo missing, auth: all end the same way
             tried.append(f"the Hub ({type(error).__name__}: {str(error).splitlines()[0][:160]})")
     if entry.source == "authors":
