@@ -1,21 +1,179 @@
-"""kNN top-1 (k=200, T=0.07) on the Fashion-MNIST test set: InstDisc's `fmnist` preset against
-raw pixels and a randomly initialised backbone, all measured by the same monitor."""
+"""Stage 1 of the lineage on Fashion-MNIST: every method's `fmnist` preset, measured by one kNN monitor
+(k=200, T=0.07, the 60k training images voting for the 10k test images) against raw pixels and a
+randomly initialised backbone, with its cost in bare epochs.
+
+A bare epoch is the time of one epoch of the bare backbone (ResNet-18 at 32 px, batch 256, forward +
+backward + SGD through the engine's step) on the machine at hand, so that a budget in bare epochs means
+the same on a laptop and on a server. It is extrapolated from a few timed steps and measured again after
+every training: each run is divided by the bare epochs taken just before and just after it, under the
+same load as itself.
+
+Each run leaves ``bench.json`` in its folder (``runs/bench-METHOD-fmnist``): its timings and its bare
+epoch. ``--skip-trained`` reuses a run whose record, metrics and exported model are complete for the
+current preset, so that a new method joins the table without retraining the others.
+"""
 from __future__ import annotations
 
+import argparse
 import csv
+import json
+import statistics
 import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
 import zoo
+import zoo.checkpoint
 from train import data as datasets
+from train import optim
 from train.augment import Preprocess
-from train.engine import fit, knn_monitor
-from train.methods.instdisc import PRESETS
+from train.config import Config
+from train.engine import CHECKPOINT, Schedules, export_name, fit, train_step
+from train.knn import knn_monitor
+from train.methods import METHODS
+from train.methods.base import Progress
+from zoo.card import KNN_METRIC
 
-from .report import write_section
+from .report import REPORT, write_section
+from .throughput import Bare
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = Path(__file__).resolve().parent / "figures"
+TITLE = "Stage 1 on Fashion-MNIST (kNN)"
+RECORD = "bench.json"
+CPU = torch.device("cpu")
+GOAL_BARE_EPOCHS = 9  # the budget within which a method should beat raw pixels
+SWEEP_NEGATIVES = (256, 1024)  # InstDisc's noise samples besides the preset's 4096
+# the yardstick: timm's resnet18 with the authors' init, as the fmnist presets build it; the init costs nothing
+BARE = Config(arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=256)
+TRAIN_IMAGES = 60000
+PIXELS = "raw pixels (784-d)"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of everything to do: the full benchmark, or ``--quick``'s proof that it runs end to end."""
+
+    tag: str = ""  # in the run folders and exported names, so a quick run never touches a full one
+    subset: int = 0  # training images (0: all), and a quarter as many test images
+    epochs: int | None = None  # None: the preset's
+    knn_subset: int | None = None
+    warmup_steps: int = 3
+    timed_steps: int = 20
+
+    def apply(self, cfg: Config) -> Config:
+        return cfg.override(subset=self.subset or None, epochs=self.epochs, knn_subset=self.knn_subset)
+
+
+FULL = Scale()
+QUICK = Scale(tag="quick", subset=2048, epochs=1, knn_subset=512, warmup_steps=1, timed_steps=3)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training of the benchmark: which method, with which config, where it goes."""
+
+    method: str
+    label: str
+    cfg: Config
+    folder: Path
+    name: str  # of the exported model in $ZOO_HOME
+
+
+def display(method: str) -> str:
+    """The method's name as its paper writes it: the first word of its module's docstring."""
+    head = (METHODS[method].__doc__ or "").split(":")[0]
+    return head if head and " " not in head else method
+
+
+def methods_with_preset() -> list[str]:
+    return [name for name, module in METHODS.items() if "fmnist" in module.PRESETS]
+
+
+def parse_methods(text: str) -> list[str]:
+    """``--methods a,b``: each a method of train.methods with an ``fmnist`` preset."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in METHODS:
+            raise argparse.ArgumentTypeError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        if "fmnist" not in METHODS[name].PRESETS:
+            raise argparse.ArgumentTypeError(f"{name} has no 'fmnist' preset; choose from "
+                                             f"{', '.join(methods_with_preset())}")
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one method, e.g. --methods instdisc,invaspread")
+    return names
+
+
+def lineage_run(method: str, scale: Scale, negatives: int | None = None) -> Run:
+    """The method's fmnist run, or (``negatives``) InstDisc's with another number of noise samples."""
+    cfg = scale.apply(METHODS[method].PRESETS["fmnist"])
+    stem, label, name = f"bench-{method}", display(method), export_name(method, "fmnist", cfg)
+    if negatives:
+        cfg = cfg.override(method={**cfg.method, "negatives": negatives})
+        stem, label, name = f"{stem}-m{negatives}", f"{label}, m = {negatives}", f"{name}-m{negatives}"
+    if scale.tag:
+        stem, name = f"{stem}-{scale.tag}", f"{name}-{scale.tag}"
+    return Run(method, label, cfg, ROOT / "runs" / f"{stem}-fmnist", name)
+
+
+# --- the yardstick: bare epochs -------------------------------------------------------------------------
+
+
+def bare_epoch_seconds(step_seconds: list[float], images: int = TRAIN_IMAGES, batch: int = BARE.batch_size) -> float:
+    """The median step times the steps of one epoch (full batches only, as the engine's loader drops the rest)."""
+    return statistics.median(step_seconds) * (images // batch)
+
+
+def bare_step(data: datasets.Data, device: torch.device):
+    """A closure running one engine step (schedule, forward, backward, SGD) of the bare backbone on one batch
+    of real images, preprocessed beforehand: the work every method does at least."""
+    torch.manual_seed(0)
+    method = Bare(timm.create_model(BARE.arch, num_classes=0, **BARE.model_args)).to(device)
+    images = torch.stack([data.train[i][0] for i in range(min(BARE.batch_size, len(data.train)))]).to(device)
+    ready = Preprocess(BARE.image_size, data.mean, data.std).to(device)(images)
+    index = torch.arange(len(ready))
+    plan = Schedules.of(BARE, steps_per_epoch=1000)
+    optimizer = optim.build(method, BARE, plan.base_lr)
+    return lambda: train_step(method, method, optimizer, plan, ready, index, Progress(0, 0, plan.total_steps),
+                              BARE, device)
+
+
+class BareClock:
+    """Times the bare step on the device the trainings use, and keeps every bare epoch measured in this run."""
+
+    def __init__(self, data: datasets.Data, scale: Scale):
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the engine chooses
+        self.step = bare_step(data, device)
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+        self.scale, self.measured = scale, []
+
+    def measure(self) -> float:
+        """One bare epoch, in seconds, from ``timed_steps`` steps after ``warmup_steps`` untimed ones."""
+        for _ in range(self.scale.warmup_steps):
+            self.step()
+        seconds = []
+        for _ in range(self.scale.timed_steps):
+            self.sync()
+            began = time.perf_counter()
+            self.step()
+            self.sync()
+            seconds.append(time.perf_counter() - began)
+        self.measured.append(bare_epoch_seconds(seconds))
+        print(f"bare epoch: {self.measured[-1]:.1f} s", flush=True)
+        return self.measured[-1]
+
+
+def spread(values: list[float]) -> str:
+    """The median and the range: with a handful of measurements the extremes say most about the load."""
+    return (f"median {statistics.median(values):.1f} s, from {min(values):.1f} to {max(values):.1f} s over "
+            f"{len(values)} measurement{'s' if len(values) > 1 else ''}")
+
+
+# --- baselines ------------------------------------------------------------------------------------------
 
 
 class Pixels(nn.Module):
@@ -23,37 +181,309 @@ class Pixels(nn.Module):
         return x.flatten(1)
 
 
-def main() -> None:
-    cfg = PRESETS["fmnist"]
-    data = datasets.load("fashion-mnist", cfg.image_size)
-    device = torch.device("cpu")
-    pixels = knn_monitor(Pixels(), data, lambda x: x.float(), device)
-    preprocess = Preprocess(cfg.image_size, data.mean, data.std)
-    random_init = {}
-    inits = (("timm's default init (last BN of each block zeroed)", {}), ("the authors' init", cfg.model_args))
-    for label, args in inits:
+def pixels_knn(data: datasets.Data, limit: int = 0, seed: int = 0) -> float:
+    """The raw 784 pixels as features: what a method must beat."""
+    return knn_monitor(Pixels(), data, lambda x: x.float(), CPU, limit, seed)
+
+
+def baselines(data: datasets.Data) -> dict[str, float]:
+    """kNN top-1 of raw pixels and of the random-init backbone under both inits (the authors' init alone
+    is already close to raw pixels at 32 px; timm's zeroed last BN is not)."""
+    out = {PIXELS: pixels_knn(data)}
+    preprocess = Preprocess(BARE.image_size, data.mean, data.std)
+    for label, args in (("timm's default init (last BN of each block zeroed)", {}),
+                        ("the authors' init (zero_init_last=False)", BARE.model_args)):
         torch.manual_seed(0)
-        backbone = timm.create_model(cfg.arch, num_classes=0, **args)
-        random_init[label] = knn_monitor(backbone, data, preprocess, device)
+        backbone = timm.create_model(BARE.arch, num_classes=0, **args)
+        out[f"{BARE.arch}, random, {label}"] = knn_monitor(backbone, data, preprocess, CPU)
+    return out
+
+
+# --- training and its record ----------------------------------------------------------------------------
+
+
+def as_json(cfg: Config) -> dict:
+    """The config as a record holds it (tuples become lists), to compare with a stored one."""
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def monitor_rows(run: Run) -> list[dict]:
+    path = run.folder / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open() as log:
+        return list(csv.DictReader(log))
+
+
+def finished(run: Run) -> dict | None:
+    """The run's record if its folder holds a finished run of the current config and its exported model."""
+    path = run.folder / RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    complete = (record.get("config") == as_json(run.cfg) and len(monitor_rows(run)) == run.cfg.epochs
+                and zoo.checkpoint.is_checkpoint(Path(record["export"])))
+    return record if complete else None
+
+
+def train(run: Run, clock: BareClock) -> dict:
+    """Train and export ``run``, timed, between two bare-epoch measurements; write its record."""
+    (run.folder / RECORD).unlink(missing_ok=True)  # a run killed half-way must not pass for finished
+    before = clock.measured[-1] if clock.measured else clock.measure()
     began = time.time()
-    folder = fit("instdisc", "fmnist", cfg, "runs/bench-instdisc-fmnist")
-    minutes = (time.time() - began) / 60
-    (trained,) = zoo.info(folder.name)["metrics"].values()
-    with open("runs/bench-instdisc-fmnist/metrics.csv") as log:
-        curve = " -> ".join(f"{float(row['knn_top1']):.1f}" for row in csv.DictReader(log))
-    write_section("InstDisc on Fashion-MNIST (kNN)", f"""
-`python -m bench.knn_fmnist`: kNN top-1 (k=200, T=0.07, cosine on L2-normalised features) of the 60k
-training images voting for the 10k test images. Preset `fmnist`: {cfg.arch} at {cfg.image_size} px,
-{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr} ({cfg.schedule}), {cfg.method['negatives']} NCE noise samples, T={cfg.method['temperature']},
-the authors' ResNet init and a memory bank started from the initial features (see `train/methods/instdisc.py`).
+    folder = fit(run.method, "fmnist", run.cfg, run.folder, name=run.name)
+    ended = time.time()
+    # the last epoch's checkpoint marks the end of training: what follows is the full-set kNN and the export
+    trained = (run.folder / CHECKPOINT).stat().st_mtime
+    after = clock.measure()
+    record = dict(method=run.method, config=as_json(run.cfg), export=str(folder), fit_seconds=ended - began,
+                  train_seconds=trained - began, bare_epoch_seconds=(before + after) / 2,
+                  bare_epochs_around=[before, after], date=time.strftime("%Y-%m-%d %H:%M"))
+    (run.folder / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return record
 
-| features | kNN top-1 (%) | CPU minutes |
+
+# --- results --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    run: Run
+    knn: float  # the exported model's, full test set
+    minutes: float  # the whole fit: training, per-epoch monitor, full-set kNN, export
+    bare_epochs: float  # training only (up to the last epoch's checkpoint), in bare epochs
+    curve: list[tuple[int, float, float]]  # (epoch, bare epochs so far, monitor kNN)
+
+
+def card_knn(folder: str) -> float:
+    """The kNN top-1 the engine measured on the full splits at export, as the model card holds it."""
+    metrics = zoo.info(folder).get("metrics", {})
+    values = [value for metric, value in metrics.items() if metric.startswith(KNN_METRIC)]
+    if not values:
+        raise ValueError(f"the model card in {folder} holds no {KNN_METRIC!r}: re-export it by training again")
+    return values[0]
+
+
+def cumulative_bare_epochs(epoch_seconds: list[float], train_seconds: float, bare_epoch: float) -> list[float]:
+    """Bare epochs spent by the end of each epoch. The epochs' own times (steps + monitor) miss what came
+    before the first (data, model, prefill), counted in the first so the last equals the whole training."""
+    before = train_seconds - sum(epoch_seconds)
+    spent, out = before, []
+    for seconds in epoch_seconds:
+        spent += seconds
+        out.append(spent / bare_epoch)
+    return out
+
+
+def result(run: Run, record: dict) -> Result:
+    rows = monitor_rows(run)
+    bare = cumulative_bare_epochs([float(r["seconds"]) for r in rows], record["train_seconds"],
+                                  record["bare_epoch_seconds"])
+    curve = [(int(r["epoch"]), b, float(r["knn_top1"])) for r, b in zip(rows, bare)]
+    return Result(run, card_knn(record["export"]), record["fit_seconds"] / 60,
+                  record["train_seconds"] / record["bare_epoch_seconds"], curve)
+
+
+def meets_goal(knn: float, pixels: float, bare_epochs: float) -> bool:
+    return knn > pixels and bare_epochs <= GOAL_BARE_EPOCHS
+
+
+def shortfall(res: Result, pixels: float) -> str:
+    """The facts of a method that misses the goal: its kNN against raw pixels, and its budget."""
+    return (f"- {res.run.label}: kNN {res.knn:.2f}% against raw pixels' {pixels:.2f}%, after "
+            f"{res.bare_epochs:.1f} bare epochs ({res.run.cfg.epochs} epochs of its preset).")
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def table(results: list[Result], base: dict[str, float], pixels: float) -> str:
+    """The lineage table: the baselines, then one row per method with its cost and the goal."""
+    goal = f"beats raw pixels within {GOAL_BARE_EPOCHS} bare epochs"
+    rows = [f"| features | kNN top-1 (%) | minutes | bare epochs | {goal} |", "|---|---|---|---|---|"]
+    rows += [f"| {label} | {value:.2f} | - | - | - |" for label, value in base.items()]
+    for res in results:
+        cfg, met = res.run.cfg, meets_goal(res.knn, pixels, res.bare_epochs)
+        rows.append(f"| {res.run.label} (`{cfg.arch}`, {cfg.epochs} epochs, batch {cfg.batch_size}) | {res.knn:.2f} "
+                    f"| {res.minutes:.1f} | {res.bare_epochs:.1f} | {'yes' if met else 'no'} |")
+    return "\n".join(rows) + "\n"
+
+
+def protocol(clock: BareClock) -> str:
+    """How the table was measured: the kNN, the bare epoch and the minutes."""
+    scale = clock.scale
+    return f"""
+`python -m bench.knn_fmnist`: each method's `fmnist` preset, trained and exported, then its kNN top-1 (k=200,
+T=0.07, cosine on L2-normalised features) of the 60k training images voting for the 10k test images, the
+monitor the baselines are measured by. **Bare epochs**: the training time (data, prefill, the epochs with
+their monitor, up to the last checkpoint) over one epoch of bare `{BARE.arch}` (32 px, batch {BARE.batch_size},
+forward + backward + SGD through the engine's step: {TRAIN_IMAGES // BARE.batch_size} steps at the median of
+{scale.timed_steps} timed after {scale.warmup_steps} warm-up), measured before and after each training, the mean of
+the two. Bare epochs measured in this run: {spread(clock.measured)}. **Minutes**: the whole run, including
+the full-set kNN and the export.
+"""
+
+
+def shortfalls(results: list[Result], pixels: float) -> str:
+    short = [shortfall(res, pixels) for res in results if not meets_goal(res.knn, pixels, res.bare_epochs)]
+    if not short:
+        return ""
+    return (f"\nShort of the goal (kNN above raw pixels within {GOAL_BARE_EPOCHS} bare epochs):\n\n"
+            + "\n".join(short) + "\n")
+
+
+def curves(results: list[Result], figures: dict) -> str:
+    """Each method's monitor after each epoch, with the bare epochs spent by then, and the figure."""
+    subsets = ", ".join(str(n) for n in sorted({res.run.cfg.knn_subset for res in results}))
+    lines = "".join(f"- {res.run.label}: " + ", ".join(f"{knn:.1f} @ {bare:.1f}" for _, bare, knn in res.curve)
+                    + "\n" for res in results)
+    return f"""
+The monitor after each epoch (kNN top-1 % @ bare epochs spent; {subsets} training images voting for a quarter
+as many test images, a seeded subset; raw pixels on the same subset: {figures['pixels']:.2f}):
+
+{lines}
+![kNN monitor per epoch]({link(figures['curves'])})
+"""
+
+
+def negatives_sweep(results: list[Result], figures: dict) -> str:
+    """InstDisc's kNN for each number of noise samples, and the figure; how to run it while it is missing."""
+    if not results:
+        return ("\nInstDisc with m = " + " and ".join(map(str, SWEEP_NEGATIVES)) + " noise samples: "
+                "`python -m bench.knn_fmnist --negatives-sweep --skip-trained`.\n")
+    rows = "".join(f"| {res.run.cfg.method['negatives']} | {res.knn:.2f} | {res.bare_epochs:.1f} |\n"
+                   for res in results)
+    return f"""
+InstDisc with m noise samples (its paper: more negatives help), the `fmnist` preset otherwise:
+
+| noise samples m | kNN top-1 (%) | bare epochs |
 |---|---|---|
-| raw pixels (784-d) | {pixels:.2f} | - |
-""" + "".join(f"| {cfg.arch}, random, {label} | {value:.2f} | - |\n" for label, value in random_init.items()) + f"""| {cfg.arch}, InstDisc `fmnist` preset | {trained:.2f} | {minutes:.1f} (training + monitor + export) |
+{rows}
+![InstDisc, m noise samples]({link(figures['sweep'])})
+"""
 
-The monitor after each epoch (first 10k training images voting for the first 2.5k test images): {curve}.
-""")
+
+def link(path: Path) -> str:
+    """``path`` as BENCHMARKS.md links it: relative to the repository when inside it."""
+    return path.relative_to(REPORT.parent).as_posix() if path.is_relative_to(REPORT.parent) else str(path)
+
+
+def section(results, sweep, base, clock: BareClock, figures: dict) -> str:
+    pixels = base[PIXELS]
+    return (protocol(clock) + "\n" + table(results, base, pixels) + shortfalls(results, pixels)
+            + curves(results, figures) + negatives_sweep(sweep, figures))
+
+
+# --- figures --------------------------------------------------------------------------------------------
+
+
+def plot_monitor(results: list[Result], path: Path, title: str, pixels: float) -> Path:
+    """The monitor per epoch of each run, against epochs (left) and bare epochs (right)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for res in results:
+        epochs, bare, knn = zip(*res.curve)
+        axes[0].plot(epochs, knn, marker="o", label=res.run.label)
+        axes[1].plot(bare, knn, marker="o", label=res.run.label)
+    for ax, xlabel in zip(axes, ("epoch", "bare epochs (training time / one bare ResNet-18 epoch)")):
+        ax.axhline(pixels, color="grey", linestyle="--", label="raw pixels")
+        ax.set(xlabel=xlabel)
+    axes[0].set(ylabel="kNN top-1 (%), monitor subset", xticks=sorted({e for res in results for e, _, _ in res.curve}))
+    axes[1].axvline(GOAL_BARE_EPOCHS, color="tab:red", linestyle=":", label=f"{GOAL_BARE_EPOCHS} bare epochs")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def draw(results: list[Result], sweep: list[Result], data: datasets.Data, folder: Path) -> dict:
+    """Both figures, and the raw pixels' kNN on the monitor's subset that the first one draws."""
+    first = results[0].run.cfg
+    pixels = pixels_knn(data, first.knn_subset, first.seed)
+    figures = {"pixels": pixels, "curves": plot_monitor(results, folder / "stage1_fmnist_knn.png",
+                                                        "Stage 1 on Fashion-MNIST: kNN monitor per epoch", pixels)}
+    if sweep:
+        figures["sweep"] = plot_monitor(sweep, folder / "stage1_fmnist_instdisc_negatives.png",
+                                        "InstDisc on Fashion-MNIST: m noise samples", pixels)
+    return figures
+
+
+# --- the benchmark --------------------------------------------------------------------------------------
+
+
+def outcome(run: Run, skip_trained: bool, clock: BareClock | None) -> dict | None:
+    """The run's record: reused when allowed and finished, else trained (``clock`` None: never trained)."""
+    record = finished(run) if skip_trained or clock is None else None
+    if record:
+        print(f"{run.label}: reusing {run.folder}", flush=True)
+        return record
+    return train(run, clock) if clock else None
+
+
+def sweep(scale: Scale, train_missing: bool, skip_trained: bool, clock: BareClock | None) -> list[Result]:
+    """InstDisc with m = 256 and 1024 noise samples (trained only with ``train_missing``, drawn whenever
+    finished), then the preset's 4096, which is the lineage's own run; empty while no other m is finished."""
+    others = []
+    for m in SWEEP_NEGATIVES:
+        run = lineage_run("instdisc", scale, m)
+        if record := outcome(run, skip_trained, clock if train_missing else None):
+            others.append(result(run, record))
+    preset = lineage_run("instdisc", scale)
+    record = finished(preset)
+    if others and record:
+        others.append(result(replace(preset, label=f"{preset.label}, m = {preset.cfg.method['negatives']}"), record))
+    return others
+
+
+def arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.knn_fmnist", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", type=parse_methods, default=None,
+                        help="comma-separated, e.g. instdisc,invaspread (default: every method with an fmnist preset)")
+    parser.add_argument("--skip-trained", action="store_true",
+                        help="reuse each run whose folder holds a finished run of the current preset")
+    parser.add_argument("--negatives-sweep", action="store_true",
+                        help=f"also train InstDisc with m = {' and '.join(map(str, SWEEP_NEGATIVES))} noise samples "
+                             "(~10 CPU minutes each)")
+    parser.add_argument("--curves-only", action="store_true",
+                        help="only redraw the figures from the finished runs; train and measure nothing")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the section; leave BENCHMARKS.md and bench/figures alone")
+    parser.add_argument("--quick", action="store_true",
+                        help="prove it runs: 1 epoch on 2048 images, kNN on a subset, nothing written to BENCHMARKS.md")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = arguments(argv)
+    scale = QUICK if args.quick else FULL
+    write = not (args.no_write or args.quick)
+    figures_folder = FIGURES if write else ROOT / "runs" / f"bench-figures{'-' + scale.tag if scale.tag else ''}"
+    runs = [lineage_run(method, scale) for method in args.methods or methods_with_preset()]
+    data = datasets.load("fashion-mnist", BARE.image_size, scale.subset)
+    clock = None if args.curves_only else BareClock(data, scale)
+    if clock:
+        clock.measure()
+    results = [result(run, record) for run in runs if (record := outcome(run, args.skip_trained, clock))]
+    if not results:
+        raise SystemExit("no finished run to report: train them first (leave out --curves-only)")
+    negatives = sweep(scale, args.negatives_sweep, args.skip_trained, clock)
+    figures = draw(results, negatives, data, figures_folder)
+    if args.curves_only:
+        return ""
+    base = baselines(data)
+    body = section(results, negatives, base, clock, figures)
+    print(body)
+    if write:
+        write_section(TITLE, body)
+    return body
 
 
 if __name__ == "__main__":

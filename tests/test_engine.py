@@ -29,6 +29,7 @@ def rows(out):
 def test_smoke_run_logs_checkpoints_and_exports_a_loadable_model(zoo_home, tmp_path):
     run(tmp_path / "run")
     assert [r["epoch"] for r in rows(tmp_path / "run")] == ["1", "2"]
+    assert float(rows(tmp_path / "run")[0]["log_z"]) > 0  # the method's own logs, beside the loss
     assert (tmp_path / "run" / "metrics.png").stat().st_size > 0
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2
     model = zoo.load("instdisc-resnet18-fmnist-smoke")
@@ -69,19 +70,17 @@ def test_unknown_method_suggests_the_close_one(capsys):
     assert "Did you mean instdisc" in capsys.readouterr().err
 
 
-def test_two_processes_keep_one_memory_bank(zoo_home, tmp_path):
-    """torchrun with 2 CPU processes (gloo): every bank row is updated, whichever rank saw its image."""
+def test_torchrun_trains_two_processes_on_one_memory_bank_and_exports(zoo_home, tmp_path):
+    """torchrun with 2 CPU processes (gloo) end to end: every bank row is updated, whichever rank saw its
+    image (which feature lands in which row: test_instdisc.test_two_processes_keep_one_memory_bank)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                     "-m", "train", "instdisc", "--preset", "smoke", "--epochs", "1", "--out", str(tmp_path / "ddp")],
                    check=True, env=env, cwd=tmp_path, timeout=600)
     state = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
     torch.manual_seed(0)  # the engine's seed: rebuild the initial bank to compare against
-    import timm
     from train.methods.instdisc import build
-    smoke = PRESETS["smoke"]
-    backbone = timm.create_model(smoke.arch, num_classes=0, **smoke.model_args)
-    initial = build(backbone, smoke, 512, (0.5,) * 3, (0.5,) * 3)
+    initial = build(PRESETS["smoke"], 512, (0.5,) * 3, (0.5,) * 3)
     changed = (state["memory_bank.memory"] != initial.memory_bank.memory).any(dim=1)
     assert changed.all()
     assert (zoo_home / "instdisc-resnet18-fmnist-smoke" / "model.safetensors").exists()
@@ -104,38 +103,248 @@ def test_image_folder_data_trains_and_exports_imagenet_style_preprocessing(zoo_h
     assert '"crop_pct": 0.875' in config
 
 
-def test_schedule_warms_up_linearly_then_follows_cosine_or_steps():
-    from train.config import Config
-    from train.engine import lr_factor
 
-    cosine = lr_factor(Config(epochs=10, warmup_epochs=2, schedule="cosine"), steps_per_epoch=10)
-    assert [cosine(s) for s in (0, 9, 19)] == pytest.approx([0.05, 0.5, 1.0])
-    assert cosine(20) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.5) and cosine(99) < 0.001
-    step = lr_factor(Config(epochs=200, schedule="step", milestones=(120, 160)), steps_per_epoch=5)
-    assert [step(119 * 5), step(120 * 5), step(160 * 5)] == pytest.approx([1.0, 0.1, 0.01])
+# --- the step, the schedules and the optimisers, on a tiny method ---------------------------------------
 
+from train import optim  # noqa: E402
+from train.config import Config  # noqa: E402
+from train.engine import Schedules, train_epoch, train_step  # noqa: E402
+from train.methods.base import Method, Progress, StepOutput, group  # noqa: E402
+from train.schedules import base_lr, lr_schedule, weight_decay_schedule  # noqa: E402
 
-def test_weight_decay_spares_biases_and_norms_only_when_asked():
-    from train.config import Config
-    from train.engine import optimizer_for
-
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
-    (plain,) = optimizer_for(model, Config(weight_decay=1e-4)).param_groups
-    assert plain["weight_decay"] == 1e-4 and len(plain["params"]) == 4
-    decayed, spared = optimizer_for(model, Config(weight_decay=1e-4, exclude_norm_bias=True)).param_groups
-    assert decayed["weight_decay"] == 1e-4 and [p.shape for p in decayed["params"]] == [(4, 3, 3, 3)]
-    assert spared["weight_decay"] == 0 and len(spared["params"]) == 3  # conv bias, BN weight and bias
+CPU = torch.device("cpu")
 
 
-def test_gradient_clipping_bounds_the_step():
-    from train.config import Config
-    from train.engine import optimise
+class Tiny(Method):
+    """A linear 'backbone' whose hooks write down when they ran and what they saw."""
 
+    def __init__(self, grad_scale: float = 1.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = torch.nn.Linear(4, 3)
+        self.grad_scale, self.events, self.losses, self.optimizer = grad_scale, [], [], None
+
+    def forward(self, images, index, progress):
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else None
+        self.events.append(("forward", progress.step, lr))
+        loss = self.backbone(images).pow(2).mean()
+        self.losses.append(loss.detach())
+        return StepOutput(loss, {"half": loss.detach() / 2})
+
+    def after_backward(self, progress):
+        self.events.append(("after_backward", progress.step, self.backbone.weight.grad is not None))
+        self.backbone.weight.grad *= self.grad_scale  # clipping must come after this
+
+    def after_step(self, progress):
+        self.events.append(("after_step", progress.step, progress.total_steps))
+
+
+def tiny_run(cfg: Config, steps: int, method: Tiny | None = None):
+    method = method or Tiny()
+    plan = Schedules.of(cfg, steps)
+    method.optimizer = optim.build(method, cfg, plan.base_lr)
+    batches = [(torch.randn(2, 4), torch.arange(2)) for _ in range(steps)]
+    return method, plan, batches
+
+
+def test_a_step_runs_in_dinos_order_on_the_scheduled_lr():
+    cfg = Config(lr=0.5, epochs=1, schedule="cosine", warmup_epochs=0)
+    method, plan, batches = tiny_run(cfg, 3)
+    for step, (x, index) in enumerate(batches):
+        train_step(method, method, method.optimizer, plan, x, index, Progress(0, step, 3), cfg, CPU)
+    assert method.events[:3] == [("forward", 0, 0.5), ("after_backward", 0, True), ("after_step", 0, 3)]
+    assert method.events[3] == ("forward", 1, pytest.approx(plan.lr[1])) and plan.lr[1] < 0.5
+
+
+def test_gradient_clipping_bounds_the_step_after_the_methods_own_gradient_edits():
     for clip, bounded in ((0.0, False), (1.0, True)):
-        layer = torch.nn.Linear(10, 1)
-        before = [p.detach().clone() for p in layer.parameters()]
-        cfg = Config(lr=0.1, momentum=0.0, weight_decay=0.0, clip_grad=clip)
-        optimizer = torch.optim.SGD(layer.parameters(), lr=cfg.lr)
-        optimise(1000 * layer(torch.ones(1, 10)).sum(), layer, optimizer, cfg)
-        moved = torch.cat([(p - b).flatten() for p, b in zip(layer.parameters(), before)]).norm()
+        cfg = Config(lr=0.1, momentum=0.0, weight_decay=0.0, clip_grad=clip, epochs=1)
+        method, plan, [(x, index)] = tiny_run(cfg, 1, Tiny(grad_scale=1e4))
+        before = [p.detach().clone() for p in method.parameters()]
+        train_step(method, method, method.optimizer, plan, x, index, Progress(0, 0, 1), cfg, CPU)
+        moved = torch.cat([(p - b).flatten() for p, b in zip(method.parameters(), before)]).norm()
         assert (moved <= 0.1 + 1e-6) == bounded  # lr x max norm when clipped; far larger when not
+
+
+def test_loss_and_logs_reach_the_host_once_per_log_window(monkeypatch):
+    cfg = Config(lr=0.1, epochs=1, log_every=5)
+    method, plan, batches = tiny_run(cfg, 10)
+    reads = []
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__", "cpu", "numpy"):
+        def counting(self, *args, _name=name, _original=getattr(torch.Tensor, name), **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    means = train_epoch(method, method, batches, method.optimizer, plan, 0, cfg, CPU)
+    monkeypatch.undo()
+    assert reads == ["tolist", "tolist"]  # steps 5 and 10, not one per step
+    assert means["loss"] == pytest.approx(torch.stack(method.losses).mean().item(), rel=1e-6)
+    assert means["half"] == pytest.approx(means["loss"] / 2, rel=1e-6)
+
+
+def test_a_non_finite_loss_stops_the_run_with_a_hint():
+    from train.log import Meter
+    meter = Meter(every=2)
+    assert not meter.add(torch.tensor(float("nan")), {})
+    with pytest.raises(FloatingPointError, match="lower the lr"):
+        meter.add(torch.tensor(1.0), {})
+
+
+def test_lr_schedule_warms_up_linearly_then_follows_cosine_or_steps():
+    cosine = lr_schedule(Config(lr=1.0, epochs=10, warmup_epochs=2, schedule="cosine"), steps_per_epoch=10)
+    assert len(cosine) == 100 and cosine[[0, 9, 19]] == pytest.approx([0.05, 0.5, 1.0])
+    assert cosine[20] == pytest.approx(1.0) and cosine[60] == pytest.approx(0.5) and cosine[99] < 0.001
+    step = lr_schedule(Config(lr=1.0, epochs=200, schedule="step", milestones=(120, 160)), steps_per_epoch=5)
+    assert step[[119 * 5, 120 * 5, 160 * 5]] == pytest.approx([1.0, 0.1, 0.01])
+    ending = lr_schedule(Config(lr=1.0, lr_end=0.1, epochs=1, schedule="cosine"), steps_per_epoch=1000)
+    assert ending[-1] == pytest.approx(0.1, abs=1e-5)
+
+
+def test_lr_scales_with_the_batch_as_the_preset_says():
+    assert base_lr(Config(lr=0.03, batch_size=512)) == pytest.approx(0.03)
+    assert base_lr(Config(lr=0.3, batch_size=4096, lr_scaling="linear")) == pytest.approx(4.8)  # SimCLR v1
+    assert base_lr(Config(lr=0.075, batch_size=4096, lr_scaling="sqrt")) == pytest.approx(4.8)  # SimCLR v2
+
+
+def test_weight_decay_is_constant_or_follows_a_cosine_to_its_end():
+    assert set(weight_decay_schedule(Config(weight_decay=1e-4, epochs=2), 3)) == {1e-4}
+    dino = weight_decay_schedule(Config(weight_decay=0.04, weight_decay_end=0.4, epochs=10), 100)
+    assert dino[0] == pytest.approx(0.04) and dino[500] == pytest.approx(0.22) and dino[-1] == pytest.approx(0.4, abs=1e-4)
+
+
+class Predictor(Method):
+    """SimSiam's shape: an encoder on the schedule, a predictor on a fixed lr without weight decay."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone, self.predictor = torch.nn.Linear(4, 3), torch.nn.Linear(3, 3)
+
+    def param_groups(self):
+        return [group(self.backbone.parameters()), group(self.predictor.parameters(), fixed_lr=True, weight_decay=False)]
+
+
+def test_fixed_lr_groups_keep_the_base_lr_and_spared_groups_get_no_weight_decay():
+    cfg = Config(lr=0.1, batch_size=512, lr_scaling="linear", schedule="cosine", epochs=2, weight_decay=1e-4,
+                 weight_decay_end=1e-3)
+    method, plan = Predictor(), Schedules.of(cfg, 5)
+    optimizer = optim.build(method, cfg, plan.base_lr)
+    plan.apply(optimizer, 7)
+    scheduled, fixed = optimizer.param_groups
+    assert scheduled["lr"] == pytest.approx(plan.lr[7]) and scheduled["lr"] < 0.2
+    assert scheduled["weight_decay"] == pytest.approx(plan.weight_decay[7]) and scheduled["weight_decay"] > 1e-4
+    assert fixed["lr"] == pytest.approx(0.2) and fixed["weight_decay"] == 0
+
+
+def test_weight_decay_and_lars_spare_biases_and_norms_only_when_asked():
+    class ConvBN(Method):
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+    (plain,) = optim.param_groups(ConvBN(), Config())
+    assert plain["decay"] and plain["lars"] and len(plain["params"]) == 4
+    decayed, spared = optim.param_groups(ConvBN(), Config(exclude_norm_bias=True))
+    assert decayed["decay"] and [p.shape for p in decayed["params"]] == [(4, 3, 3, 3)]
+    assert not spared["decay"] and not spared["lars"] and len(spared["params"]) == 3  # conv bias, BN weight, bias
+
+
+def test_groups_must_hold_every_trainable_parameter_once():
+    class Forgetful(Predictor):
+        def param_groups(self):
+            return [group(self.backbone.parameters())]
+
+    with pytest.raises(ValueError, match="in none: predictor.weight"):
+        optim.build(Forgetful(), Config(), 0.1)
+    with pytest.raises(ValueError, match="weight_decay is a flag"):
+        optim.param_groups(type("Amount", (Predictor,), {"param_groups": lambda self: [
+            dict(params=list(self.parameters()), weight_decay=1e-4)]})(), Config())
+
+
+def test_lars_scales_the_step_by_the_trust_ratio_and_spares_excluded_groups():
+    torch.manual_seed(0)
+    w, b = torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(4))
+    w.grad, b.grad = torch.randn(4, 3), torch.randn(4)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    lars = optim.LARS([dict(params=[w], lars=True, weight_decay=0.1), dict(params=[b], lars=False)],
+                      lr=0.5, momentum=0.9, eta=0.01)
+    lars.step()
+    d = w.grad + 0.1 * w0
+    assert torch.allclose(w, w0 - 0.5 * 0.01 * w0.norm() / d.norm() * d, atol=1e-6)
+    assert (w.detach() - w0).norm().item() == pytest.approx(0.5 * 0.01 * w0.norm().item(), rel=1e-5)  # |step| = lr eta |w|
+    assert torch.allclose(b, b0 - 0.5 * b.grad, atol=1e-6)
+
+
+def test_lars_without_the_trust_ratio_is_sgd_with_momentum():
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Parameter(torch.randn(5, 2)), torch.nn.Parameter(torch.randn(5, 2))
+    with torch.no_grad():
+        theirs.copy_(ours)
+    lars = optim.LARS([dict(params=[ours], lars=False, weight_decay=1e-2)], lr=0.1, momentum=0.9)
+    sgd = torch.optim.SGD([theirs], lr=0.1, momentum=0.9, weight_decay=1e-2)
+    for _ in range(3):
+        grad = torch.randn(5, 2)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        lars.step()
+        sgd.step()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_the_preset_chooses_the_optimiser():
+    assert isinstance(optim.build(Tiny(), Config(optimizer="sgd", momentum=0.8), 0.1), torch.optim.SGD)
+    assert isinstance(optim.build(Tiny(), Config(optimizer="lars", lars_eta=0.02), 0.1), optim.LARS)
+    adamw = optim.build(Tiny(), Config(optimizer="adamw", betas=(0.9, 0.95)), 0.1)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["betas"] == (0.9, 0.95)
+
+
+def test_a_preset_with_an_unknown_choice_is_refused_by_name():
+    with pytest.raises(ValueError, match="optimizer is 'adam'; choose one of sgd, lars, adamw"):
+        Config(optimizer="adam")
+    with pytest.raises(ValueError, match="lr_scaling"):
+        Config(lr_scaling="square")
+
+
+# --- data: crops from the full image, seeded random subsets ----------------------------------------------
+
+def test_image_files_are_cut_on_the_cpu_into_every_crop_from_the_full_image(tmp_path):
+    """A 32 x 96 image, red | green | blue: a crop of the whole image keeps both edges, which the old
+    256-px-style centre square had already cut away."""
+    from PIL import Image
+
+    from train.augment import Crop
+    from train.data import load
+    pixels = torch.zeros(32, 96, 3, dtype=torch.uint8)
+    for third in range(3):
+        pixels[:, 32 * third:32 * (third + 1), third] = 255
+    for split in ("train", "val"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.fromarray(pixels.numpy()).save(tmp_path / split / "a" / "0.png")
+    data = load(str(tmp_path), size=16)
+    whole, small = Crop(16, scale=(1.0, 1.0), ratio=(3.0, 3.0)), Crop(8, scale=(0.05, 0.1))
+    (first, second), label = data.training_crops([whole, small])[0]
+    assert first.dtype == torch.uint8 and first.shape == (3, 16, 16) and second.shape == (3, 8, 8)
+    assert first[0, :, 0].min() > 200 and first[2, :, -1].min() > 200  # red left edge, blue right edge
+    centre = data.train[0][0]  # what kNN and prefill see: the centre square
+    assert centre[0].max() < 50 and centre[2].max() < 50
+
+
+def test_knn_monitor_takes_the_same_seeded_random_subset_every_time():
+    """Folders are sorted by class: the first N training images would hold only class 0."""
+    from torch.utils.data import TensorDataset
+
+    from train.data import Data
+    from train.knn import knn_monitor
+    images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 1, 2, 2).contiguous()
+    labels = (torch.arange(40) >= 20).long()
+    data = Data(TensorDataset(images, labels), TensorDataset(images, labels), labels, labels, (0.5,), (0.5,), 1.0)
+    seen = []
+
+    def backbone(x):
+        seen.append(x[:, 0, 0, 0].long().tolist())
+        return torch.stack([x[:, 0, 0, 0], 40 - x[:, 0, 0, 0]], dim=1)
+    backbone.eval = backbone.train = lambda *args: None
+    backbone.training = False
+    knn_monitor(backbone, data, lambda x: x.float(), CPU, limit=8, seed=0)
+    knn_monitor(backbone, data, lambda x: x.float(), CPU, limit=8, seed=0)
+    assert seen[0] == seen[2] and seen[1] == seen[3]  # the same subset at every epoch
+    assert len(seen[0]) == 8 and seen[0] != list(range(8)) and set(labels[seen[0]].tolist()) == {0, 1}
+    assert len(seen[1]) == 2

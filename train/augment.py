@@ -1,14 +1,54 @@
-"""Batched augmentation on the training device (kornia): one call transforms a whole batch.
+"""Views: random resized crops, then colour and flip, batched on the training device (kornia).
 
-Per-image PIL pipelines cannot keep two CPU cores, let alone a GPU, busy; these take
-uint8 batches [B, C, H, W] (C = 1 or 3) and return normalised float RGB batches.
+Per-image PIL pipelines cannot keep two CPU cores, let alone a GPU, busy; these take uint8
+batches [B, C, H, W] (C = 1 or 3) and return normalised float RGB batches. The random resized
+crop is the one step that needs the full-resolution image, so a view maker declares its
+``crops`` (one ``Crop`` per view, in order) and takes either of two inputs: a uint8 batch of
+whole in-memory images (Fashion-MNIST), which it crops here on the device, or, for image files,
+the list of its crops, one uint8 batch per crop, which the CPU workers cut as they decode
+(``CropOnCPU``: every crop of a multi-crop recipe from the original image).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import kornia.augmentation as K
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A random resized crop: ``scale`` of the image's area, aspect ``ratio``, resized to ``size`` px."""
+
+    size: int
+    scale: tuple = (0.08, 1.0)
+    ratio: tuple = (3 / 4, 4 / 3)
+
+    def on_device(self) -> nn.Module:
+        return K.RandomResizedCrop((self.size, self.size), scale=self.scale, ratio=self.ratio)
+
+    def on_cpu(self):
+        """The same crop as a torchvision transform of a PIL image, to a uint8 tensor."""
+        from torchvision import transforms
+
+        return transforms.Compose([transforms.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio),
+                                   transforms.PILToTensor()])
+
+
+class CropOnCPU:
+    """A dataset transform: PIL image -> one uint8 tensor per crop, each cut from the full decoded image."""
+
+    def __init__(self, crops: list[Crop]):
+        self.crops = list(crops)
+        self.transforms = [crop.on_cpu() for crop in self.crops]
+
+    def __call__(self, image) -> list[torch.Tensor]:
+        return [transform(image) for transform in self.transforms]
+
+    def __repr__(self):
+        return f"CropOnCPU({self.crops})"
 
 
 def to_rgb_float(images: torch.Tensor) -> torch.Tensor:
@@ -35,17 +75,33 @@ class Preprocess(nn.Module):
 
 class InstanceAugment(nn.Module):
     """Wu et al. 2018 (lemniscate): random resized crop (scale 0.2-1), grayscale p=0.2,
-    colour jitter 0.4, horizontal flip. MoCo v1 uses the same pipeline."""
+    colour jitter 0.4, horizontal flip. MoCo v1 uses the same pipeline.
+
+    ``ops[0]`` is the crop: it runs here on whole in-memory images; for image files the CPU workers
+    have taken it (``crops``) from the full-resolution image and the batch arrives as ``[crop]``.
+    """
 
     def __init__(self, size: int, mean, std, scale=(0.2, 1.0)):
         super().__init__()
+        self.crops = [Crop(size, scale)]
         self.ops = nn.Sequential(
-            K.RandomResizedCrop((size, size), scale=scale),
+            self.crops[0].on_device(),
             K.RandomGrayscale(p=0.2),
             K.ColorJitter(0.4, 0.4, 0.4, 0.4, p=1.0),
             K.RandomHorizontalFlip(),
             K.Normalize(torch.tensor(mean), torch.tensor(std)),
         )
 
-    def forward(self, images):
-        return self.ops(to_rgb_float(images))
+    def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            return self.ops(to_rgb_float(images))
+        return self.ops[1:](to_rgb_float(cropped(images, self.crops)[0]))
+
+
+def cropped(images: list[torch.Tensor], crops: list[Crop]) -> list[torch.Tensor]:
+    """The batches of crops the CPU workers cut, checked against the crops the views expect."""
+    sizes = [tuple(batch.shape[-2:]) for batch in images]
+    if sizes != [(crop.size, crop.size) for crop in crops]:
+        raise ValueError(f"crops of sizes {sizes} for views that take {[crop.size for crop in crops]} px crops: "
+                         "cut the image files with this method's crops (train.engine.training_set)")
+    return images

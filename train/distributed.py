@@ -1,4 +1,9 @@
-"""torchrun glue: process group from the environment, and gathers that keep every rank in step."""
+"""torchrun glue: process group from the environment, and gathers that keep every rank in step.
+
+Two gathers, named for what happens to gradients, because dropping them by accident is silent:
+``gather_no_grad`` for what only feeds buffers (memory banks, queues, indices), and
+``gather_with_grad`` for a loss over the global batch (SimCLR's NT-Xent across GPUs).
+"""
 from __future__ import annotations
 
 import os
@@ -25,14 +30,50 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def rank() -> int:
+    return dist.get_rank() if world_size() > 1 else 0
+
+
 @torch.no_grad()
-def gather(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` from every rank along dim 0 (no gradient), in rank order."""
+def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` of every rank concatenated along dim 0, in rank order, detached: no gradient flows back,
+    not even to this rank's own rows."""
     if world_size() == 1:
-        return tensor
+        return tensor.detach()
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts)
+
+
+gather = gather_no_grad  # the old name, until invaspread.py and cmc.py (written now) say which gather they mean
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums every rank's gradient of the gathered tensor (all_reduce) and
+    returns this rank's slice, since every rank's loss may depend on every rank's rows."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rows = tensor.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[rank() * ctx.rows:(rank() + 1) * ctx.rows]
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` of every rank concatenated along dim 0, in rank order, with gradients: this rank's input
+    receives the sum over ranks of each loss's gradient with respect to its rows. Under DDP (which averages
+    parameter gradients) a per-rank loss over the gathered batch then trains as the single-process loss
+    over the concatenated batch would. Every rank must pass the same shape."""
+    if world_size() == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor)
 
 
 @torch.no_grad()

@@ -1,21 +1,23 @@
-"""The engine: one loop trains every method, on a CPU, a GPU or many through torchrun.
+"""The engine: one loop trains every method (``train.methods.base.Method``), on a CPU, a GPU or many
+through torchrun.
 
-Before the first epoch a method may see every image once (``warm_start``: InstDisc fills
-its memory bank). Per epoch: a seeded shuffle and augmentation stream (so a resumed run
-replays exactly the epochs it lost), the method's loss, an SGD step on the schedule, the
-kNN monitor, a log row and an atomic checkpoint. At the end the backbone is exported to the zoo.
+Before the first step of a fresh run a method may see every image once (``prefill``: InstDisc
+fills its memory bank). Each step, in DINO's order: lr and weight decay from the precomputed
+schedules -> forward under autocast -> backward -> ``after_backward`` -> clip -> optimiser step ->
+``after_step``; the loss and the method's logs are read every ``log_every`` steps. Each epoch: a
+seeded shuffle and augmentation stream (so a resumed run replays exactly the epochs it lost), the
+kNN monitor, a log row and an atomic checkpoint. At the end ``export()`` goes to the zoo.
 """
 from __future__ import annotations
 
 import copy
-import math
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import timm
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -27,48 +29,75 @@ from zoo.registry import ENTRIES
 from zoo.resolve import zoo_home
 
 from . import data as datasets
-from . import distributed
+from . import distributed, optim, schedules
 from .augment import Preprocess
 from .config import Config
-from .knn import embed, knn_accuracy
-from .log import EpochLog
+from .knn import knn_monitor
+from .log import EpochLog, Meter
 from .methods import METHODS
+from .methods.base import Method, Progress, StepOutput
 
 CHECKPOINT = "checkpoint.pt"
 MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 
 
-def lr_factor(cfg: Config, steps_per_epoch: int):
-    """Linear warm-up, then a cosine decay to 0 or x0.1 at each milestone epoch."""
-    warmup, total = cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
+@dataclass
+class Schedules:
+    """The run's lr and weight decay at every step (functions of the step alone), and the base lr that
+    ``fixed_lr`` groups keep."""
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-        return 0.1 ** sum(step // steps_per_epoch >= m for m in cfg.milestones)
-    return factor
+    lr: np.ndarray
+    weight_decay: np.ndarray
+    base_lr: float
 
+    @classmethod
+    def of(cls, cfg: Config, steps_per_epoch: int) -> "Schedules":
+        return cls(schedules.lr_schedule(cfg, steps_per_epoch), schedules.weight_decay_schedule(cfg, steps_per_epoch),
+                   schedules.base_lr(cfg))
 
-def optimizer_for(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """SGD with momentum; with ``cfg.exclude_norm_bias``, biases and normalisation weights (the 1-d
-    parameters) get no weight decay, as SimCLR, BYOL and MoCo v3 train."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": params}]
-    if cfg.exclude_norm_bias:
-        groups = [{"params": [p for p in params if p.ndim > 1]},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    @property
+    def total_steps(self) -> int:
+        return len(self.lr)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        optim.set_lr_and_weight_decay(optimizer, float(self.lr[step]), float(self.weight_decay[step]), self.base_lr)
 
 
-def optimise(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Config) -> None:
-    """One step: gradients of ``loss``, clipped to norm ``cfg.clip_grad`` if set, then the update."""
+def to_device(images, device: torch.device):
+    """A batch of whole images, or (image files) the list of its crops, on ``device``."""
+    if isinstance(images, torch.Tensor):
+        return images.to(device, non_blocking=True)
+    return [crop.to(device, non_blocking=True) for crop in images]
+
+
+def train_step(trainer, method: Method, optimizer, plan: Schedules, images, index, progress: Progress,
+               cfg: Config, device: torch.device) -> StepOutput:
+    """One optimisation step in DINO's order; ``trainer`` is ``method`` or its DDP wrapper."""
+    plan.apply(optimizer, progress.step)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = trainer(to_device(images, device), index.to(device, non_blocking=True), progress)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    out.loss.backward()
+    method.after_backward(progress)
     if cfg.clip_grad:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.clip_grad)
     optimizer.step()
+    method.after_step(progress)
+    return out
+
+
+def train_epoch(trainer, method: Method, loader, optimizer, plan: Schedules, epoch: int, cfg: Config,
+                device: torch.device, bar_title: str = "", show: bool = False) -> dict[str, float]:
+    """One pass over ``loader``; returns the epoch's mean loss and logs. The bar shows the last read loss."""
+    meter, step = Meter(cfg.log_every), epoch * len(loader)
+    bar = tqdm(loader, desc=bar_title, disable=not show, leave=False)
+    for images, index in bar:
+        out = train_step(trainer, method, optimizer, plan, images, index, Progress(epoch, step, plan.total_steps),
+                         cfg, device)
+        if meter.add(out.loss, out.logs):
+            bar.set_postfix(loss=f"{meter.last['loss']:.4f}")
+        step += 1
+    return meter.means()
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -83,26 +112,45 @@ def export_name(method: str, preset: str, cfg: Config) -> str:
     return f"{method}-{cfg.arch}-{tag}" + ("" if preset in ("fmnist", "paper") else f"-{preset}")
 
 
-def knn_monitor(backbone, data: datasets.Data, preprocess, device, limit: int = 0) -> float:
-    """kNN top-1 (k=200, T=0.07) of L2-normalised backbone features, on the first ``limit`` images."""
-    def features(dataset, n):
-        subset = torch.utils.data.Subset(dataset, range(min(n, len(dataset)))) if n else dataset
-        return embed(backbone, (x for x, _ in DataLoader(subset, batch_size=512)), preprocess, device)
-
-    train, test = features(data.train, limit), features(data.test, limit // 4)
-    return knn_accuracy(train, data.train_labels[:len(train)], test, data.test_labels[:len(test)])
-
-
-def warm_start(model, data: datasets.Data, preprocess, cfg: Config, device, rank: int, world: int) -> None:
+@torch.no_grad()
+def prefill(method: Method, data: datasets.Data, preprocess, cfg: Config, device, rank: int, world: int) -> None:
     """Hand the method every training image once, cleanly preprocessed, in train mode and without
     gradients, before the first step (InstDisc fills its memory bank from them). Each rank takes
     an equal shard; the method gathers what it must share."""
     shard = DistributedSampler(datasets.Indexed(data.train), world, rank, shuffle=False)
     loader = DataLoader(datasets.Indexed(data.train), batch_size=cfg.batch_size // world, sampler=shard,
                         num_workers=cfg.workers)
-    bar = tqdm(loader, desc="warm start", disable=rank != 0, leave=False)
+    bar = tqdm(loader, desc="prefill", disable=rank != 0, leave=False)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        model.warm_start((preprocess(images.to(device)), index.to(device)) for images, index in bar)
+        method.prefill((preprocess(images.to(device)), index.to(device)) for images, index in bar)
+
+
+def restore(out: Path, cfg: Config, resume: bool, rank: int) -> tuple[dict | None, Config]:
+    """The run folder's last checkpoint and its config (with this call's epochs), if resuming."""
+    if resume and (out / CHECKPOINT).exists():
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        return state, Config(**state["config"]).override(epochs=cfg.epochs)
+    if resume and rank == 0:
+        print(f"--resume: no {out / CHECKPOINT} yet, starting from epoch 0")
+    return None, cfg
+
+
+def training_set(data: datasets.Data, method: Method):
+    """In-memory images whole (the method's views crop them on the device); image files decoded and cut
+    by the CPU workers into the method's crops, each from the full-resolution image."""
+    return data.train if data.train_files is None else data.training_crops(method.crops)
+
+
+def training_loader(dataset, cfg: Config, rank: int, world: int, device) -> tuple[DataLoader, DistributedSampler]:
+    """Each rank's shard of a seeded shuffle, in fixed-size batches. Workers are started afresh each
+    epoch, so their random crops follow the epoch's seed and a resumed run replays them."""
+    sampler = DistributedSampler(datasets.Indexed(dataset), world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(datasets.Indexed(dataset), batch_size=cfg.batch_size // world, sampler=sampler,
+                        drop_last=True, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training images cannot fill one batch of {cfg.batch_size // world} per "
+                         f"process: lower --batch-size or train on more images")
+    return loader, sampler
 
 
 def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
@@ -111,33 +159,21 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
     rank, world, device = distributed.setup()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = None
-    if resume and (out / CHECKPOINT).exists():
-        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-        cfg = Config(**state["config"]).override(epochs=cfg.epochs)
-    elif resume and rank == 0:
-        print(f"--resume: no {out / CHECKPOINT} yet, starting from epoch 0")
-
-    data = datasets.load(cfg.dataset, cfg.image_size, cfg.subset)
+    state, cfg = restore(out, cfg, resume, rank)
+    data = datasets.load(cfg.dataset, cfg.image_size, cfg.subset, cfg.seed)
     torch.manual_seed(cfg.seed)  # the same initial weights and memory bank on every rank
-    backbone = timm.create_model(cfg.arch, num_classes=0, **cfg.model_args)
-    model = METHODS[method].build(backbone, cfg, len(data.train), data.mean, data.std).to(device)
-    sampler = DistributedSampler(datasets.Indexed(data.train), world, rank, shuffle=True, seed=cfg.seed,
-                                 drop_last=True)
-    loader = DataLoader(datasets.Indexed(data.train), batch_size=cfg.batch_size // world, sampler=sampler,
-                        drop_last=True, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.workers > 0)
-    optimizer = optimizer_for(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(loader)))
+    model = METHODS[method].build(cfg, len(data.train), data.mean, data.std).to(device)
+    loader, sampler = training_loader(training_set(data, model), cfg, rank, world, device)
+    plan = Schedules.of(cfg, len(loader))
+    optimizer = optim.build(model, cfg, plan.base_lr)
     start = 0
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start = state["epoch"]
     preprocess = Preprocess(cfg.image_size, data.mean, data.std, data.crop_pct).to(device)
-    if start == 0 and hasattr(model, "warm_start"):
-        warm_start(model, data, preprocess, cfg, device, rank, world)
+    if start == 0 and model.wants_prefill:
+        prefill(model, data, preprocess, cfg, device, rank, world)
     # buffers (e.g. the memory bank) stay in step by gathering updates, not by broadcast
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     log = EpochLog(out, start) if rank == 0 else None
@@ -145,50 +181,49 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)
         torch.manual_seed(cfg.seed + 1000 * epoch + rank)  # this epoch's augmentations and noise draws
-        began, total, steps = time.time(), 0.0, 0
-        bar = tqdm(loader, desc=f"{method} epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
-        for images, index in bar:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = trainer(images.to(device, non_blocking=True), index.to(device, non_blocking=True))
-            optimise(loss, model, optimizer, cfg)
-            scheduler.step()
-            total, steps = total + loss.item(), steps + 1
-            bar.set_postfix(loss=f"{total / steps:.4f}")
+        began = time.time()
+        means = train_epoch(trainer, model, loader, optimizer, plan, epoch, cfg, device,
+                            f"{method} epoch {epoch + 1}/{cfg.epochs}", show=rank == 0)
         if rank == 0:
-            knn = knn_monitor(model.backbone, data, preprocess, device, cfg.knn_subset)
-            row = dict(epoch=epoch + 1, loss=round(total / steps, 5), knn_top1=round(knn, 2),
-                       lr=f"{scheduler.get_last_lr()[0]:.5g}", seconds=round(time.time() - began, 1))
+            knn = knn_monitor(model.export(), data, preprocess, device, cfg.knn_subset, cfg.seed)
+            row = dict(epoch=epoch + 1, **{k: round(v, 5) for k, v in means.items()}, knn_top1=round(knn, 2),
+                       lr=f"{plan.lr[(epoch + 1) * len(loader) - 1]:.5g}", seconds=round(time.time() - began, 1))
             log.log(**row)
             print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-            save_atomic(dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                             scheduler=scheduler.state_dict(), epoch=epoch + 1, method=method,
-                             config=asdict(cfg)), out / CHECKPOINT)
+            save_atomic(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
+                             method=method, config=asdict(cfg)), out / CHECKPOINT)
         if world > 1:
             torch.distributed.barrier()
 
     folder = None
     if export and rank == 0:
-        folder = export_backbone(model.backbone, method, preset, cfg, data, preprocess, device, name)
+        folder = export_model(model.export(), method, preset, cfg, data, preprocess, device, name)
     if world > 1:
         torch.distributed.destroy_process_group()
     return folder
 
 
-def export_backbone(backbone, method, preset, cfg, data, preprocess, device, name=None) -> Path:
-    """Measure the final kNN on the full splits and write the backbone to the local zoo."""
+def write_checkpoint(model: torch.nn.Module, folder: Path, cfg: Config, data: datasets.Data, card: str) -> Path:
+    """``model`` in the zoo's format (what ``zoo.load`` reads), with this run's preprocessing."""
+    data_config = dict(input_size=(3, cfg.image_size, cfg.image_size), mean=data.mean, std=data.std,
+                       crop_pct=data.crop_pct, interpolation="bilinear")
+    return zoo.checkpoint.save(copy.deepcopy(model).cpu().float(), folder, data_config=data_config,
+                               model_args=cfg.model_args, card=card)
+
+
+def export_model(model, method, preset, cfg, data, preprocess, device, name=None) -> Path:
+    """Measure the final kNN on the full splits and write the exported model to the local zoo."""
     name = name or export_name(method, preset, cfg)
-    knn = knn_monitor(backbone, data, preprocess, device)
+    knn = knn_monitor(model, data, preprocess, device)
     recipe = {"preset": preset, "dataset": cfg.dataset, "epochs": cfg.epochs, "batch size": cfg.batch_size,
-              "lr": f"{cfg.lr} ({cfg.schedule})", "weight decay": cfg.weight_decay,
-              "image size": cfg.image_size, **cfg.method}
+              "optimizer": cfg.optimizer,
+              "lr": f"{cfg.lr} ({cfg.schedule}" + ("" if cfg.lr_scaling == "none" else f", {cfg.lr_scaling} scaling") + ")",
+              "weight decay": cfg.weight_decay, "image size": cfg.image_size, **cfg.method}
     entry = ENTRIES.get(name)
     text = zoo.card.render(name, method, cfg.arch, "fashion-mnist" if cfg.dataset == "fashion-mnist" else cfg.dataset,
                            entry.description if entry else f"{method} {cfg.arch} trained with `python -m train`.",
                            {zoo.card.KNN_METRIC: knn}, recipe)
-    data_config = dict(input_size=(3, cfg.image_size, cfg.image_size), mean=data.mean, std=data.std,
-                       crop_pct=data.crop_pct, interpolation="bilinear")
-    folder = zoo.checkpoint.save(copy.deepcopy(backbone).cpu().float(), zoo_home() / name,
-                                 data_config=data_config, model_args=cfg.model_args, card=text)
+    folder = write_checkpoint(model, zoo_home() / name, cfg, data, text)
     if entry and MODEL_CARDS.is_dir():  # the project's published cards live in the repository too
         shutil.copy(folder / zoo.checkpoint.CARD, MODEL_CARDS / f"{name}.md")
     print(f"exported {name} (kNN top-1 {knn:.2f}%) to {folder}", flush=True)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, Subset
+
+from .data import Data, random_subset
 
 
 @torch.no_grad()
@@ -35,3 +38,15 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, **kwa
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     predicted = knn_predict(train_features, train_labels, test_features, num_classes, **kwargs)
     return (predicted == test_labels).float().mean().item() * 100
+
+
+def knn_monitor(backbone, data: Data, preprocess, device, limit: int = 0, seed: int = 0) -> float:
+    """kNN top-1 (k=200, T=0.07) of L2-normalised backbone features: ``limit`` training images (0: all)
+    voting for ``limit // 4`` test images, a random subset drawn by ``seed``, the same at every epoch."""
+    def features(dataset, count):
+        kept = random_subset(len(dataset), count, seed)
+        loader = DataLoader(Subset(dataset, kept), batch_size=512)
+        return embed(backbone, (x for x, _ in loader), preprocess, device), kept
+
+    (train, train_kept), (test, test_kept) = features(data.train, limit), features(data.test, limit // 4)
+    return knn_accuracy(train, data.train_labels[train_kept], test, data.test_labels[test_kept])

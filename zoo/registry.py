@@ -31,6 +31,14 @@ PAPERS = {
     "instdisc": Paper(
         "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
         "Zhirong Wu, Yuanjun Xiong, Stella X. Yu, Dahua Lin", 2018, "1805.01978"),
+    "invaspread": Paper(
+        "Unsupervised Embedding Learning via Invariant and Spreading Instance Feature",
+        "Mang Ye, Xu Zhang, Pong C. Yuen, Shih-Fu Chang", 2019, "1904.03436"),
+    "cpc": Paper(
+        "Representation Learning with Contrastive Predictive Coding",
+        "Aaron van den Oord, Yazhe Li, Oriol Vinyals", 2018, "1807.03748"),
+    "cmc": Paper(
+        "Contrastive Multiview Coding", "Yonglong Tian, Dilip Krishnan, Phillip Isola", 2019, "1906.05849"),
 }
 
 

@@ -26,3 +26,49 @@ def nce_loss(positive: torch.Tensor, noise: torch.Tensor, log_z: torch.Tensor, n
 def estimate_log_z(logits: torch.Tensor, num_data: int) -> torch.Tensor:
     """Monte Carlo estimate of the partition function, Z ~ n * mean_j exp(v_j.f/T) (eq. 8), as log Z."""
     return torch.logsumexp(logits.flatten(), dim=0) - math.log(logits.numel()) + math.log(num_data)
+
+
+def invariance_spreading_loss(features: torch.Tensor, keys: torch.Tensor | None = None, offset: int = 0,
+                              temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """InvaSpread's instance-wise softmax on the batch's own features (Ye et al. 2019, eqs. 3-6: P(i|x^_i),
+    P(i|x_j), their joint probability and its negative log-likelihood), as the authors' ``BatchCriterion``
+    (``BatchAverage.py``) computes it with ``negM=1``.
+
+    ``features`` [2b, d] are unit vectors of two views of b images, view 1 of every image and then view 2
+    (as :class:`~train.blocks.views.TwoViews` lays them out): the views of image i are rows i and i + b.
+    ``keys`` [N, d] are what the softmax runs over, holding ``features`` at rows ``offset`` to
+    ``offset + 2b`` (by default ``features`` themselves; under DDP every rank's, gathered). Each feature
+    x_i is an anchor, i' its other view:
+
+        P(j|x_i) = exp(x_i.f_j / T) / sum_{k != i} exp(x_i.f_k / T)     (over every key but x_i itself)
+        loss = -1/2b sum_i [log P(i'|x_i) + sum_{j not in {i, i'}} log(1 - P(j|x_i))]
+
+    The keys f_j are constants, as ``x.t().data`` in the code: gradient reaches a feature only as an anchor.
+
+    Where the code departs from the paper, this follows the code:
+    - The paper pairs an original x_i with one augmentation x^_i; the positive's softmax runs over the m
+      originals f_k (eq. 3) and each negative P(i|x_j) over the m originals too, x_j's own exp(1/T)
+      included (eq. 4). The code augments twice and is symmetric: all 2m features are anchors, each
+      against the other 2m - 1 of both views, itself excluded.
+    - The paper sums over the batch (eq. 6); the code divides by the 2m anchors.
+    - The paper's equations write no stop-gradient; the code detaches the non-anchor side.
+    - The code sums log(1 - P(j|x_i)) over every j != i and then subtracts the positive's term; here the
+      positive is left out of the sum: the same number, without the cancellation as P(i'|x_i) -> 1.
+
+    Returns the loss and, detached, P(i'|x_i) of every anchor (how invariant the views are).
+    """
+    if len(features) % 2:
+        raise ValueError(f"features holds {len(features)} rows: it needs two views of each image, view 1 of every "
+                         "image then view 2 (train.blocks.views.TwoViews makes them)")
+    keys = features if keys is None else keys
+    rows = torch.arange(len(features), device=features.device)
+    own = offset + rows
+    positive = offset + (rows + len(features) // 2) % len(features)
+    with torch.autocast(features.device.type, enabled=False):  # logits up to 1/T: float32, not bf16
+        logits = features.float() @ keys.detach().float().T / temperature
+        own_mask = F.one_hot(own, len(keys)).bool()
+        log_p = logits.masked_fill(own_mask, float("-inf")).log_softmax(dim=1)
+        log_p_positive = log_p.gather(1, positive[:, None]).squeeze(1)
+        p_negative = log_p.exp().masked_fill(own_mask | F.one_hot(positive, len(keys)).bool(), 0.0)
+        loss = -(log_p_positive.sum() + torch.log1p(-p_negative).sum()) / len(features)
+    return loss, log_p_positive.detach().exp()

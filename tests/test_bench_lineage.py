@@ -1,0 +1,91 @@
+"""The stage-1 lineage benchmark's own logic: the bare-epoch arithmetic, the goal, the table and when a
+run counts as finished. Nothing is trained here."""
+import argparse
+import json
+from dataclasses import replace
+
+import pytest
+
+from bench import knn_fmnist as bench
+from train.methods import METHODS
+
+
+def fake_result(label, knn, bare_epochs):
+    run = replace(bench.lineage_run("instdisc", bench.FULL), label=label)
+    return bench.Result(run, knn, minutes=10.0, bare_epochs=bare_epochs, curve=[(1, 1.0, 70.0)])
+
+
+def test_a_bare_epoch_is_the_median_step_times_the_full_batches_of_60k_images():
+    assert bench.bare_epoch_seconds([0.5, 0.4, 9.0]) == pytest.approx(0.5 * 234)  # 60000 // 256 full batches
+
+
+def test_the_curve_counts_the_time_before_the_first_epoch_and_ends_at_the_whole_training():
+    bare = bench.cumulative_bare_epochs([30.0, 20.0], train_seconds=60.0, bare_epoch=10.0)
+    assert bare == pytest.approx([4.0, 6.0])  # 10 s of data and prefill, then the epochs
+
+
+def test_the_goal_needs_both_more_than_raw_pixels_and_at_most_nine_bare_epochs():
+    assert bench.meets_goal(80.0, 79.1, 9.0)
+    assert not bench.meets_goal(79.0, 79.1, 3.0)
+    assert not bench.meets_goal(85.0, 79.1, 9.5)
+
+
+def test_the_table_holds_the_baselines_then_each_method_with_its_verdict():
+    base = {bench.PIXELS: 79.13, "resnet18, random": 78.58}
+    text = bench.table([fake_result("Fast", 81.9, 6.8), fake_result("Slow", 81.0, 12.3)], base, 79.13)
+    rows = text.strip().splitlines()
+    assert rows[2] == "| raw pixels (784-d) | 79.13 | - | - | - |"
+    epochs = METHODS["instdisc"].PRESETS["fmnist"].epochs
+    assert rows[4] == f"| Fast (`resnet18`, {epochs} epochs, batch 256) | 81.90 | 10.0 | 6.8 | yes |"
+    assert rows[5].endswith("| 12.3 | no |")
+    short = bench.shortfalls([fake_result("Slow", 81.0, 12.3)], 79.13)
+    assert "Slow: kNN 81.00% against raw pixels' 79.13%, after 12.3 bare epochs" in short
+
+
+def test_methods_default_to_every_registered_one_with_an_fmnist_preset_and_unknown_names_are_refused():
+    assert bench.methods_with_preset() == [m for m in METHODS if "fmnist" in METHODS[m].PRESETS]
+    assert bench.parse_methods("instdisc, invaspread") == ["instdisc", "invaspread"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown method 'simclr'; choose from instdisc"):
+        bench.parse_methods("instdisc,simclr")
+
+
+def test_quick_and_sweep_runs_never_share_a_folder_or_an_exported_name_with_the_full_run():
+    runs = [bench.lineage_run("instdisc", bench.FULL), bench.lineage_run("instdisc", bench.QUICK),
+            bench.lineage_run("instdisc", bench.FULL, negatives=256)]
+    assert runs[0].name == "instdisc-resnet18-fmnist" and runs[0].folder.name == "bench-instdisc-fmnist"
+    assert len({r.folder for r in runs}) == len({r.name for r in runs}) == 3
+    assert runs[1].cfg.epochs == 1 and runs[1].cfg.subset == 2048
+    assert runs[2].cfg.method["negatives"] == 256 and runs[2].label == "InstDisc, m = 256"
+
+
+def finished_run(tmp_path, monkeypatch, epochs_logged=4, config=None):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    run = bench.lineage_run("instdisc", bench.FULL)
+    run.folder.mkdir(parents=True)
+    (run.folder / "metrics.csv").write_text("epoch,knn_top1,seconds\n" + "".join(
+        f"{e},70,100\n" for e in range(1, epochs_logged + 1)))
+    export = tmp_path / "zoo" / run.name
+    export.mkdir(parents=True)
+    (export / "config.json").write_text("{}")
+    (export / "model.safetensors").write_bytes(b"")
+    record = {"config": config or bench.as_json(run.cfg), "export": str(export)}
+    (run.folder / bench.RECORD).write_text(json.dumps(record))
+    return run
+
+
+def test_a_complete_run_of_the_current_preset_is_reused(tmp_path, monkeypatch):
+    assert bench.finished(finished_run(tmp_path, monkeypatch)) is not None
+
+
+def test_a_run_cut_short_is_trained_again(tmp_path, monkeypatch):
+    assert bench.finished(finished_run(tmp_path, monkeypatch, epochs_logged=2)) is None
+
+
+def test_a_run_of_another_config_is_trained_again(tmp_path, monkeypatch):
+    other = bench.as_json(bench.lineage_run("instdisc", bench.FULL).cfg.override(lr=0.1))
+    assert bench.finished(finished_run(tmp_path, monkeypatch, config=other)) is None
+
+
+def test_without_a_clock_an_unfinished_run_is_left_out_not_trained(tmp_path, monkeypatch):
+    run = finished_run(tmp_path, monkeypatch, epochs_logged=2)
+    assert bench.outcome(run, skip_trained=False, clock=None) is None  # --curves-only, or the sweep not asked for

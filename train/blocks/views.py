@@ -1,0 +1,29 @@
+"""View makers: the augmented copies of a batch that a method contrasts."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TwoViews(nn.Module):
+    """Two independently augmented views of each image, as one batch [2B, ...]: rows 0..B-1 are the
+    first view of images 0..B-1, rows B..2B-1 the second, so image i's views are rows i and i + B.
+
+    ``augment`` is a one-view maker of ``train.augment`` (e.g. ``InstanceAugment``). Whole in-memory
+    images are augmented in one call on the batch stacked twice: the batched augmentation draws its
+    random parameters per row, so the two views differ, and the backbone then sees both in one pass
+    (InvaSpread's ``torch.cat((inputs1, inputs2))``). Image files arrive as the two crops the CPU
+    workers cut, one batch per view (``crops``), and each gets the rest of ``augment``.
+    """
+
+    def __init__(self, augment: nn.Module):
+        super().__init__()
+        self.augment = augment
+        self.crops = list(augment.crops) * 2
+
+    def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            return self.augment(torch.cat([images, images]))
+        if len(images) != 2:
+            raise ValueError(f"{len(images)} crops per image for two views: cut them with TwoViews.crops")
+        return torch.cat([self.augment([crop]) for crop in images])

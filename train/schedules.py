@@ -1,0 +1,56 @@
+"""Per-step schedules of lr and weight decay, computed once before training.
+
+Each is an array with one value per optimisation step of the whole run, so the value at a
+step depends on nothing but the step: a resumed run needs only its step counter (no scheduler
+state in the checkpoint), and methods can schedule their own quantities (EMA momenta, DINO's
+teacher temperature) with the same functions.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import Config
+
+
+def cosine(start: float, end: float, total: int, warmup: int = 0) -> np.ndarray:
+    """``total`` values: a linear warm-up to ``start`` over ``warmup`` steps (never a zero first step),
+    then half a cosine from ``start`` to ``end`` over the rest (Loshchilov & Hutter 2017, without restarts)."""
+    step = np.arange(total, dtype=np.float64)
+    rest = np.clip((step - warmup) / max(1, total - warmup), 0, 1)
+    values = end + (start - end) * 0.5 * (1 + np.cos(math.pi * rest))
+    return np.where(step < warmup, start * (step + 1) / max(1, warmup), values)
+
+
+def steps(start: float, milestones: tuple, steps_per_epoch: int, total: int, warmup: int = 0,
+          factors: tuple = ()) -> np.ndarray:
+    """``start`` times ``factors[i]`` from milestone epoch ``i`` on (default 0.1, 0.01, ...: x0.1 at each),
+    after the same linear warm-up."""
+    factors = tuple(factors) or tuple(0.1 ** (i + 1) for i in range(len(milestones)))
+    if len(factors) != len(milestones):
+        raise ValueError(f"lr_factors {factors} must give one factor per milestone {tuple(milestones)}")
+    epoch = np.arange(total) // steps_per_epoch
+    reached = sum((epoch >= m).astype(int) for m in milestones) if milestones else np.zeros(total, dtype=int)
+    values = start * np.array((1.0, *factors))[reached]
+    return np.where(np.arange(total) < warmup, start * (np.arange(total) + 1) / max(1, warmup), values)
+
+
+def base_lr(cfg: Config) -> float:
+    """``cfg.lr`` scaled by the global batch: x B/256 (Goyal et al. 2017) or x sqrt(B) (SimCLR v2)."""
+    return cfg.lr * {"none": 1.0, "linear": cfg.batch_size / 256, "sqrt": math.sqrt(cfg.batch_size)}[cfg.lr_scaling]
+
+
+def lr_schedule(cfg: Config, steps_per_epoch: int) -> np.ndarray:
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "cosine":
+        return cosine(base_lr(cfg), cfg.lr_end, total, warmup)
+    return steps(base_lr(cfg), cfg.milestones, steps_per_epoch, total, warmup, cfg.lr_factors)
+
+
+def weight_decay_schedule(cfg: Config, steps_per_epoch: int) -> np.ndarray:
+    """Constant, or with ``weight_decay_end`` a cosine from ``weight_decay`` to it over the run (DINO)."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.weight_decay_end is None:
+        return np.full(total, cfg.weight_decay)
+    return cosine(cfg.weight_decay, cfg.weight_decay_end, total)
