@@ -2,7 +2,8 @@
 
 1. Resolve the model (local zoo, Hugging Face cache, then the Hub); if there is none, train it
    with `python -m train instdisc --preset PRESET` in a subprocess (the app never imports train).
-2. Build the bank of the Fashion-MNIST test split (10k images) unless a fresh one exists.
+2. Build the bank of the Fashion-MNIST test split (10k images) unless a fresh one exists, for it and
+   for every other small model in $ZOO_HOME (each method trained here), for "Side by side".
 3. Serve every sound, fresh bank in $ZOO_HOME/banks (listing those left out, and why) on 127.0.0.1:7860 ($APP_HOST, $APP_PORT, --host, --port).
 """
 from __future__ import annotations
@@ -13,12 +14,14 @@ import sys
 from pathlib import Path
 
 import zoo
+from zoo.resolve import local_names
 
 from . import bank as banks
 from . import gallery
 from .search import Searcher
 
 PUBLISHED = "instdisc-resnet18-fmnist"
+SMALL = 64  # pixels: models trained at this input size or below get a Fashion-MNIST bank at start-up
 ROOT = Path(__file__).resolve().parents[1]  # the project: `python -m train` runs from here, runs/ lands here
 
 
@@ -79,6 +82,21 @@ def ensure_bank(model: str, limit: int = 0) -> banks.Bank:
     return bank
 
 
+def small_models() -> list[str]:
+    """The models in $ZOO_HOME that take inputs of at most ``SMALL`` pixels (those this zoo trains on a CPU):
+    the demo banks each of them, so that "Side by side" compares every method trained here. Larger
+    models (converted ImageNet releases) are served when a bank of theirs exists, never built unasked."""
+    names = []
+    for name in local_names():
+        try:
+            size = zoo.checkpoint.read_config(zoo.zoo_home() / name)["pretrained_cfg"]["input_size"][-1]
+        except (OSError, ValueError, KeyError, IndexError):
+            continue  # damaged: servable() reports it if it has a bank
+        if size <= SMALL:
+            names.append(name)
+    return names
+
+
 def servable(first: banks.Bank | None) -> tuple[list[Searcher], list[str]]:
     """A searcher for ``first`` and for every other bank under $ZOO_HOME/banks that is sound and fresh,
     and a line for each one left out: one broken bank or model never stops the others being served."""
@@ -113,10 +131,12 @@ def main(argv=None) -> int:
         print(f"[demo] error: {error}", file=sys.stderr)
         return 1
     first, problems = None, []
-    try:
-        first = ensure_bank(model, args.limit)
-    except (zoo.ZooError, FileNotFoundError) as error:  # its weights are damaged: serve the other banks
-        problems.append(f"{model}: {error}")
+    for name in [model] + [m for m in small_models() if m != model]:
+        try:
+            bank = ensure_bank(name, args.limit)
+            first = first or bank
+        except (zoo.ZooError, FileNotFoundError) as error:  # its weights are damaged: serve the other banks
+            problems.append(f"{name}: {error}")
     served, left_out = servable(first)
     for line in problems + left_out:
         say(f"not serving {line}")

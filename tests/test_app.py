@@ -237,3 +237,18 @@ def test_demo_serves_the_published_model_when_it_resolves_else_trains_the_quick_
     assert demo.pick_model("demo") == "instdisc-resnet18-fmnist-demo"
     make_model("instdisc-resnet18-fmnist")
     assert demo.pick_model("demo") == "instdisc-resnet18-fmnist"
+
+
+def test_demo_banks_every_small_zoo_model_for_side_by_side(tmp_path, monkeypatch, capsys):
+    try:
+        gallery.fashion_mnist(train=False)
+    except FileNotFoundError as error:
+        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    for name in ("a", "b"):
+        make_model(name)
+    make_model("big", input_size=(3, 224, 224))  # a converted ImageNet release: not banked unasked
+    assert demo.main(["--model", "a", "--limit", "16", "--no-train", "--no-launch"]) == 0
+    built = sorted(path.name for path in banks.discover())
+    assert built == ["a-fashion-mnist", "b-fashion-mnist"]
+    assert "ready: 2 bank(s)" in capsys.readouterr().out

@@ -109,7 +109,8 @@ def save_atomic(obj, path: Path) -> None:
 
 def export_name(method: str, preset: str, cfg: Config) -> str:
     tag = "fmnist" if cfg.dataset == "fashion-mnist" else Path(cfg.dataset).name.lower()
-    return f"{method}-{cfg.arch}-{tag}" + ("" if preset in ("fmnist", "paper") else f"-{preset}")
+    arch = cfg.arch.removeprefix(f"{method}_")  # the zoo's own architectures carry the method's name already
+    return f"{method}-{arch}-{tag}" + ("" if preset in ("fmnist", "paper") else f"-{preset}")
 
 
 @torch.no_grad()
