@@ -31,3 +31,19 @@ def save_backbone(folder, arch="resnet18", seed=0):
     model = timm.create_model(arch, num_classes=0).eval()
     zoo.checkpoint.save(model, folder, data_config=FMNIST_DATA, card="# test model\n")
     return model
+
+
+def two_processes(target) -> dict:
+    """Run ``target(rank, port, results)`` in 2 spawned processes (a gloo group on a free loopback port)
+    and return what they put in ``results``, a dict shared with this process."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(target, args=(port, results), nprocs=2)
+        return dict(results)

@@ -1,12 +1,11 @@
 """The two gathers: `gather_with_grad` trains as one process on the whole batch; `gather_no_grad` never
 lets a gradient through. Two processes talk over gloo on this CPU."""
 import os
-import socket
 
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from conftest import two_processes
 from train import distributed
 
 BATCH, DIM, TEMPERATURE = 4, 6, 0.5
@@ -74,13 +73,7 @@ def _rank(rank: int, port: int, results) -> None:
 
 
 def test_gather_with_grad_over_two_processes_equals_one_process_on_the_whole_batch():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(_rank, args=(port, results), nprocs=2)
-        results = dict(results)
+    results = two_processes(_rank)
     expected = single_process_gradient()
     for rank in (0, 1):
         assert torch.allclose(results[rank]["keys"], results[rank]["all_z"], atol=1e-6)  # rank order

@@ -2,18 +2,17 @@
 CIFAR ResNet-18 it is trained with."""
 import math
 import os
-import socket
 
 import kornia.augmentation as K
 import timm
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 import zoo
 import zoo.architectures  # registers resnet18_cifar with timm
 import zoo.checkpoint
+from conftest import two_processes
 from train.blocks.losses import invariance_spreading_loss
 from train.blocks.views import TwoViews
 from train.methods.base import Progress, StepOutput
@@ -162,13 +161,8 @@ def _step_on_rank(rank, port, results):
 
 def test_two_ddp_processes_train_as_one_process_on_the_whole_batch():
     """Under DDP each rank's anchors meet every rank's features: the gradient is the single-process one."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.spawn(_step_on_rank, args=(port, results), nprocs=2)
-        grads = [results[0], results[1]]
+    results = two_processes(_step_on_rank)
+    grads = [results[0], results[1]]
     model = tiny_invaspread()
     model(batch(), torch.arange(4), Progress(0, 0, 1)).loss.backward()
     for grad in grads:
