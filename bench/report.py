@@ -23,3 +23,10 @@ def write_section(title: str, body: str) -> None:
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     REPORT.write_text(text)
+
+
+def remove_section(title: str) -> None:
+    """Drop the section ``title`` (one a bench has superseded), leaving the others as they are."""
+    if REPORT.exists():
+        pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+        REPORT.write_text(pattern.sub("", REPORT.read_text()))

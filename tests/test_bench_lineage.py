@@ -89,3 +89,14 @@ def test_a_run_of_another_config_is_trained_again(tmp_path, monkeypatch):
 def test_without_a_clock_an_unfinished_run_is_left_out_not_trained(tmp_path, monkeypatch):
     run = finished_run(tmp_path, monkeypatch, epochs_logged=2)
     assert bench.outcome(run, skip_trained=False, clock=None) is None  # --curves-only, or the sweep not asked for
+
+
+def test_a_superseded_section_is_removed_and_the_others_kept(tmp_path, monkeypatch):
+    from bench import report
+
+    monkeypatch.setattr(report, "REPORT", tmp_path / "BENCHMARKS.md")
+    report.REPORT.write_text("# B\n\n## Kept\n\nk\n\n## Old table\n\nold\n\n## Later\n\nl\n")
+    report.remove_section("Old table")
+    text = report.REPORT.read_text()
+    assert "Old table" not in text and "old" not in text
+    assert text.index("## Kept") < text.index("## Later") and "\nk\n" in text and "\nl\n" in text
