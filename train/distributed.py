@@ -45,8 +45,6 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-gather = gather_no_grad  # the old name, until invaspread.py and cmc.py (written now) say which gather they mean
-
 
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather forward; backward sums every rank's gradient of the gathered tensor (all_reduce) and
