@@ -93,8 +93,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     factor right after), under ``DECODE_BUDGET``, so nothing full-size outlives this call.
     """
     with _reasons(path):
-        image = Image.open(path)  # reads the header only
-        image.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG only: decode at 1/2..1/8 scale
+        image = _drafted(path)
     pixels = image.width * image.height
     if pixels > MAX_PIXELS:
         image.close()
@@ -113,11 +112,18 @@ def claimed_pixels(path: str | os.PathLike) -> int:
     """The pixels ``open_image`` would decode (its header's size, after JPEG's draft), 0 if it is no image:
     what a batch's decoding will cost, known before any of it is spent."""
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+        with _drafted(path) as image:
             return image.width * image.height
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return 0  # open_image gives the reason
+
+
+def _drafted(path: str | os.PathLike) -> Image.Image:
+    """The file opened lazily (its header read, nothing decoded), JPEGs set to decode at 1/2..1/8 scale:
+    its size is then what decoding will cost, for :func:`open_image` and :func:`claimed_pixels` alike."""
+    image = Image.open(path)
+    image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+    return image
 
 
 def _too_large(path: str | os.PathLike, size: str) -> str:

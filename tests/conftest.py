@@ -26,6 +26,17 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def fashion_mnist():
+    """The Fashion-MNIST test split, or a skip where it is not on this machine (`make data` installs it)."""
+    from zoo.data import fashion_mnist as split
+
+    try:
+        return split(train=False)
+    except FileNotFoundError as error:
+        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+
+
 def save_backbone(folder, arch="resnet18", seed=0):
     torch.manual_seed(seed)
     model = timm.create_model(arch, num_classes=0).eval()

@@ -179,11 +179,7 @@ def test_demo_trains_a_missing_model_in_a_subprocess(tmp_path, monkeypatch):
     assert len(calls) == 1  # resolves now: no second training
 
 
-def test_demo_builds_then_reuses_then_rebuilds_a_stale_bank(tmp_path, monkeypatch, capsys):
-    try:
-        gallery.fashion_mnist(train=False)
-    except FileNotFoundError as error:
-        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+def test_demo_builds_then_reuses_then_rebuilds_a_stale_bank(tmp_path, monkeypatch, capsys, fashion_mnist):
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     make_model("m")
@@ -239,11 +235,7 @@ def test_demo_serves_the_published_model_when_it_resolves_else_trains_the_quick_
     assert demo.pick_model("demo") == "instdisc-resnet18-fmnist"
 
 
-def test_demo_banks_every_small_zoo_model_for_side_by_side(tmp_path, monkeypatch, capsys):
-    try:
-        gallery.fashion_mnist(train=False)
-    except FileNotFoundError as error:
-        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+def test_demo_banks_every_small_zoo_model_for_side_by_side(tmp_path, monkeypatch, capsys, fashion_mnist):
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
     for name in ("a", "b"):
         make_model(name)

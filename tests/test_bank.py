@@ -154,11 +154,8 @@ def test_unreadable_or_missing_bank_says_how_to_fix(home):
         banks.load(path)
 
 
-def test_fashion_mnist_bank_refers_to_the_dataset_by_index(home):
-    try:
-        dataset = gallery.fashion_mnist(train=False)
-    except FileNotFoundError as error:
-        pytest.skip(f"Fashion-MNIST is not on this machine: {error}")
+def test_fashion_mnist_bank_refers_to_the_dataset_by_index(home, fashion_mnist):
+    dataset = fashion_mnist
     make_model("tiny")
     bank = banks.build("tiny", gallery.FASHION_MNIST, limit=40, progress=False)
     assert [item["ref"] for item in bank.items] == list(range(40))
