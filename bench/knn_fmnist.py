@@ -85,9 +85,9 @@ class Run:
 
 
 def display(method: str) -> str:
-    """The method's name as its paper writes it: the first word of its module's docstring."""
+    """The method's name as its paper writes it: its module's docstring up to the colon ("MoCo v2")."""
     head = (METHODS[method].__doc__ or "").split(":")[0]
-    return head if head and " " not in head else method
+    return head if head and len(head.split()) <= 2 else method
 
 
 def methods_with_preset() -> list[str]:

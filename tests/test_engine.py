@@ -17,8 +17,8 @@ from train.methods.instdisc import PRESETS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(out, *extra):
-    assert train.__main__.main(["instdisc", "--preset", "smoke", "--out", str(out), *extra]) == 0
+def run(out, *extra, method="instdisc"):
+    assert train.__main__.main([method, "--preset", "smoke", "--out", str(out), *extra]) == 0
 
 
 def rows(out):
@@ -42,10 +42,11 @@ def test_smoke_run_logs_checkpoints_and_exports_a_loadable_model(zoo_home, tmp_p
     assert result.dataset_type == "fashion-mnist"
 
 
-def test_resumed_run_equals_an_uninterrupted_one(zoo_home, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["instdisc", "moco"])  # a memory bank and log Z; a queue and its pointer
+def test_resumed_run_equals_an_uninterrupted_one(method, zoo_home, tmp_path, monkeypatch):
     import train.engine
 
-    run(tmp_path / "straight", "--no-export")
+    run(tmp_path / "straight", "--no-export", method=method)
     save = train.engine.save_atomic
 
     def save_then_die(state, path):
@@ -54,9 +55,9 @@ def test_resumed_run_equals_an_uninterrupted_one(zoo_home, tmp_path, monkeypatch
 
     monkeypatch.setattr(train.engine, "save_atomic", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "killed", "--no-export")
+        run(tmp_path / "killed", "--no-export", method=method)
     monkeypatch.undo()
-    run(tmp_path / "killed", "--no-export", "--resume")
+    run(tmp_path / "killed", "--no-export", "--resume", method=method)
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
     resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
     for key in straight:

@@ -105,3 +105,41 @@ def cropped(images: list[torch.Tensor], crops: list[Crop]) -> list[torch.Tensor]
         raise ValueError(f"crops of sizes {sizes} for views that take {[crop.size for crop in crops]} px crops: "
                          "cut the image files with this method's crops (train.engine.training_set)")
     return images
+
+
+def blur_kernel(size: int) -> int:
+    """SimCLR's Gaussian blur kernel: 10% of the image side, odd (23 px at 224)."""
+    return max(3, int(size * 0.1) // 2 * 2 + 1)
+
+
+class StrongAugment(nn.Module):
+    """The stronger views of SimCLR (Chen et al. 2020, Appendix A) and MoCo v2 ("aug+", Chen et al. 2020b):
+    random resized crop, horizontal flip, colour jitter (brightness, contrast, saturation, hue; applied in
+    a random order) with probability 0.8, grayscale with probability 0.2, and Gaussian blur of sigma in
+    [0.1, 2] with probability ``blur``. The recipes differ only in numbers:
+
+    - MoCo v2: crop scale 0.2-1, jitter (0.4, 0.4, 0.4, 0.1), blur 0.5.
+    - SimCLR with colour strength s: crop scale 0.08-1, jitter (0.8s, 0.8s, 0.8s, 0.2s); blur 0.5 on
+      ImageNet (s = 1), none on CIFAR-10 (s = 0.5).
+
+    Blur commutes with neither jitter nor greying exactly, but the papers put it after both, as here; the
+    flip commutes with everything and comes last.
+    """
+
+    def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter=(0.8, 0.8, 0.8, 0.2), blur: float = 0.5):
+        super().__init__()
+        self.crops = [Crop(size, scale)]
+        ops = [self.crops[0].on_device(), K.ColorJitter(*jitter, p=0.8), K.RandomGrayscale(p=0.2)]
+        if blur:
+            ops.append(K.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur))
+        self.ops = nn.Sequential(*ops, K.RandomHorizontalFlip(), K.Normalize(torch.tensor(mean), torch.tensor(std)))
+
+    def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            return self.ops(to_rgb_float(images))
+        return self.ops[1:](to_rgb_float(cropped(images, self.crops)[0]))
+
+
+def simclr_jitter(strength: float) -> tuple:
+    """SimCLR's colour distortion of strength s: brightness, contrast, saturation 0.8 s, hue 0.2 s."""
+    return (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)

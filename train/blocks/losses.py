@@ -72,3 +72,50 @@ def invariance_spreading_loss(features: torch.Tensor, keys: torch.Tensor | None 
         p_negative = log_p.exp().masked_fill(own_mask | F.one_hot(positive, len(keys)).bool(), 0.0)
         loss = -(log_p_positive.sum() + torch.log1p(-p_negative).sum()) / len(features)
     return loss, log_p_positive.detach().exp()
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.07
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MoCo's InfoNCE (He et al. 2020, eq. 1): L_q = -log exp(q.k+ / T) / sum_{i=0..K} exp(q.k_i / T).
+
+    ``q`` [B, d] are the queries, ``k`` [B, d] their positive keys, ``queue`` [K, d] the negatives; all
+    unit vectors. As the authors' code, the logits are [q.k+ | q.queue] / T and the positive is class 0
+    of a (K + 1)-way cross-entropy, in float32 whatever the autocast. Returns the loss and, detached, the
+    fraction of queries whose positive scores highest (the dictionary look-up's accuracy).
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        q, k, queue = q.float(), k.float(), queue.float()
+        logits = torch.cat([(q * k).sum(dim=1, keepdim=True), q @ queue.T], dim=1) / temperature
+        labels = torch.zeros(len(q), dtype=torch.long, device=q.device)
+        return F.cross_entropy(logits, labels), (logits.argmax(dim=1) == 0).float().mean().detach()
+
+
+def nt_xent(z: torch.Tensor, keys: torch.Tensor | None = None, offset: int = 0, temperature: float = 0.5,
+            negatives: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """SimCLR's NT-Xent (Chen et al. 2020, eq. 1 and Algorithm 1):
+
+        l(i, j) = -log exp(sim(z_i, z_j) / T) / sum_{k != i} exp(sim(z_i, z_k) / T)
+
+    averaged over all 2N ordered positive pairs, sim the cosine similarity. ``z`` [2b, d] are unit
+    vectors of two views of b images, view 1 of every image then view 2, so image i's views are rows i
+    and i + b. ``keys`` [M, d] are what the softmax runs over and hold ``z`` at rows ``offset`` to
+    ``offset + 2b``: by default ``z`` itself; across processes, every process's ``z`` gathered *with*
+    gradients (``distributed.gather_with_grad``), as the paper's global batch of N = 4096. Unlike
+    InvaSpread the keys are not constants: gradient reaches every view as anchor and as key.
+    ``negatives`` [K, d] (SimCLR v2's memory) join every denominator as constants.
+
+    Returns the loss over this process's 2b anchors and, detached, the fraction whose positive scores
+    highest among the keys.
+    """
+    if len(z) % 2:
+        raise ValueError(f"z holds {len(z)} rows: it needs two views of each image, view 1 of every image "
+                         "then view 2 (train.blocks.views.TwoViews makes them)")
+    keys = z if keys is None else keys
+    rows = torch.arange(len(z), device=z.device)
+    positive = offset + (rows + len(z) // 2) % len(z)
+    with torch.autocast(z.device.type, enabled=False):  # logits up to 1/T: float32, not bf16
+        logits = z.float() @ keys.float().T / temperature
+        logits = logits.masked_fill(F.one_hot(offset + rows, len(keys)).bool(), float("-inf"))  # k != i
+        if negatives is not None:
+            logits = torch.cat([logits, z.float() @ negatives.detach().float().T / temperature], dim=1)
+        return F.cross_entropy(logits, positive), (logits.argmax(dim=1) == positive).float().mean().detach()
