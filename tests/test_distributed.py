@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from conftest import two_processes
 from train import distributed
+from train.blocks import losses
 
 BATCH, DIM, TEMPERATURE = 4, 6, 0.5
 
@@ -61,9 +62,9 @@ def _rank(rank: int, port: int, results) -> None:
         batches = [data[r].flatten(0, 1) for r in range(2)]
         z = model(batches[rank])
         keys = distributed.gather_with_grad(z)
-        own, positive = layout(batches)
-        mine = slice(rank * len(z), (rank + 1) * len(z))
-        nt_xent(z, keys, positive[mine], own[mine]).backward()  # this rank's anchors against every key
+        # SimCLR's loss as the method computes it: this rank's anchors against every rank's keys
+        loss, _ = losses.nt_xent(F.normalize(z, dim=1), F.normalize(keys, dim=1), rank * len(z), TEMPERATURE)
+        loss.backward()
         grad = model.weight.grad.clone()
         torch.distributed.all_reduce(grad)  # what DDP does with parameter gradients: their mean
         results[rank] = dict(grad=grad / 2, keys=keys.detach(), all_z=model(torch.cat(batches)).detach(),

@@ -100,13 +100,16 @@ def test_state_round_trips_through_a_checkpoint(name, tmp_path):
 
 @every_method
 def test_export_saves_and_loads_through_the_zoo_format(name, zoo_home, tmp_path):
+    """Every export, the main one and any extra (SimCLR v2's projected encoder), as users will load it."""
     method, cfg = build(name)
-    exported = copy.deepcopy(method.export()).eval()
-    folder = write_checkpoint(exported, tmp_path / name, cfg, data(), card="# test\n")
-    loaded = zoo.load(str(folder))
     x = Preprocess(cfg.image_size, MEAN, STD)(IMAGES[:4])
-    with torch.no_grad():
-        assert torch.allclose(exported(x), loaded(x), atol=1e-6)
+    for suffix, module in {"": method.export(), **method.extra_exports()}.items():
+        exported = copy.deepcopy(module).eval()
+        folder = write_checkpoint(exported, tmp_path / f"{name}{suffix}", cfg, data(), card="# test\n")
+        loaded = zoo.load(str(folder))
+        assert getattr(loaded, "num_classes", None) == 0
+        with torch.no_grad():
+            assert torch.allclose(exported(x), loaded(x), atol=1e-6), suffix
 
 
 @every_method

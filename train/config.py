@@ -28,7 +28,7 @@ class Config:
     schedule: str = "step"  # "step": x0.1 at each milestone epoch; "cosine": to lr_end after warm-up
     milestones: tuple = ()
     lr_factors: tuple = ()  # lr = base x lr_factors[i] from milestone i on (default x0.1 at each milestone)
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0  # may be a fraction: a short CPU run warms up over part of an epoch
     clip_grad: float = 0.0  # max gradient norm (0: no clipping)
     method: dict = field(default_factory=dict)  # the method's own hyper-parameters
     knn_subset: int = 0  # kNN monitor on a seeded random N train / N // 4 test images each epoch (0: all)

@@ -74,6 +74,14 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(tensor)
 
 
+def global_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every BatchNorm of ``module`` computing its statistics over the global batch (SimCLR's "global BN")
+    when training on several GPUs; unchanged on one process, or on CPUs, where SyncBatchNorm cannot run."""
+    if world_size() > 1 and torch.cuda.is_available():
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return module
+
+
 @torch.no_grad()
 def mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of ``tensor`` over ranks, so that every rank holds the same value."""

@@ -199,6 +199,8 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
     folder = None
     if export and rank == 0:
         folder = export_model(model.export(), method, preset, cfg, data, preprocess, device, name)
+        for suffix, extra in model.extra_exports().items():
+            export_model(extra, method, preset, cfg, data, preprocess, device, f"{folder.name}-{suffix}")
     if world > 1:
         torch.distributed.destroy_process_group()
     return folder

@@ -17,14 +17,17 @@ from .methods.base import Method, split_norm_bias
 
 class LARS(torch.optim.Optimizer):
     """SGD with momentum whose step is rescaled per parameter by a trust ratio (LARS: You, Gitman &
-    Ginsburg 2017, arXiv 1708.03888, the local lr of Algorithm 1), in the form SimCLR, BYOL and SwAV use:
+    Ginsburg 2017, arXiv 1708.03888, the local lr of Algorithm 1), with the trust ratio SimCLR, BYOL and
+    SwAV use (eta ||w|| / ||g + wd w||):
 
         d = g + wd * w,   d <- eta * ||w|| / ||d|| * d  (if the group has ``lars`` True and both norms > 0),
         buf <- momentum * buf + d,   w <- w - lr * buf.
 
     Groups with ``lars`` False (biases and norms, by ``split_norm_bias``) skip the trust ratio and are
     plain momentum SGD; the engine gives them no weight decay when their ``weight_decay`` flag is False.
-    Every norm stays on the device: no host sync per parameter.
+    Every norm stays on the device: no host sync per parameter. The lr multiplies the momentum buffer, as
+    BYOL's optax chain and SwAV's LARC around SGD do; SimCLR's TensorFlow LARS puts lr inside the buffer
+    (buf <- momentum * buf + lr * d), the same update while the lr is constant.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):

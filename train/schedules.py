@@ -42,7 +42,7 @@ def base_lr(cfg: Config) -> float:
 
 
 def lr_schedule(cfg: Config, steps_per_epoch: int) -> np.ndarray:
-    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     if cfg.schedule == "cosine":
         return cosine(base_lr(cfg), cfg.lr_end, total, warmup)
     return steps(base_lr(cfg), cfg.milestones, steps_per_epoch, total, warmup, cfg.lr_factors)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import architectures, patches, streams  # noqa: F401  (register the zoo's own timm architectures)
+from . import architectures, patches, projected, streams  # noqa: F401  (register the zoo's own timm architectures)
 from . import checkpoint
 from .registry import ENTRIES, Entry, ZooError
 from .resolve import known_names, resolve, zoo_home

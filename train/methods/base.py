@@ -15,7 +15,8 @@ objective. Per step, in DINO's order, the engine:
 Before step 1 of a fresh run it calls ``prefill(batches)`` with every training image once,
 cleanly preprocessed (InstDisc and CMC fill their memory banks). At the end it exports
 ``export()``: a plain timm backbone for most methods, the teacher for DINO, a timm-registered
-multi-stream or patch model for CMC and CPC.
+multi-stream or patch model for CMC and CPC; and each of ``extra_exports()`` beside it (SimCLR v2's
+encoder with the first layer of its projection head).
 """
 from __future__ import annotations
 
@@ -104,6 +105,11 @@ class Method(nn.Module):
     def export(self) -> nn.Module:
         """The module users get, a timm model with ``num_classes == 0``: by default the backbone."""
         return self.backbone
+
+    def extra_exports(self) -> dict[str, nn.Module]:
+        """Further timm models users get beside :meth:`export`, by the suffix of their zoo name (SimCLR v2:
+        ``"projected"``, the encoder with the projection head's first layer). Default: none."""
+        return {}
 
     @property
     def crops(self) -> list:
