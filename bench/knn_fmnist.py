@@ -1,4 +1,4 @@
-"""Stage 1 of the lineage on Fashion-MNIST: every method's `fmnist` preset, measured by one kNN monitor
+"""The lineage on Fashion-MNIST: every method's `fmnist` preset, measured by one kNN monitor
 (k=200, T=0.07, the 60k training images voting for the 10k test images) against raw pixels and a
 randomly initialised backbone, with its cost in bare epochs.
 
@@ -9,7 +9,8 @@ every training: each run is divided by the bare epochs taken just before and jus
 same load as itself.
 
 Each run leaves ``bench.json`` in its folder (``runs/bench-METHOD-fmnist``): its timings and its bare
-epoch. ``--skip-trained`` reuses a run whose record, metrics and exported model are complete for the
+epoch. A run interrupted half-way (a session that ends, a machine handed back) resumes from its last
+epoch's checkpoint the next time, and counts each session in the bare epochs measured around it. ``--skip-trained`` reuses a run whose record, metrics and exported model are complete for the
 current preset, so that a new method joins the table without retraining the others.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import csv
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import timm
@@ -43,11 +44,11 @@ from .throughput import Bare
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path(__file__).resolve().parent / "figures"
-TITLE = "Stage 1 on Fashion-MNIST (kNN)"
+TITLE = "The lineage on Fashion-MNIST (kNN)"
 RECORD = "bench.json"
+SESSIONS = "bench.sessions.json"  # the training sessions of a run not yet finished, to resume it
 CPU = torch.device("cpu")
 GOAL_BARE_EPOCHS = 9  # the budget within which a method should beat raw pixels
-SWEEP_NEGATIVES = (256, 1024)  # InstDisc's noise samples besides the preset's 4096
 # the yardstick: timm's resnet18 with the authors' init, as the fmnist presets build it; the init costs nothing
 BARE = Config(arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=256)
 TRAIN_IMAGES = 60000
@@ -108,13 +109,15 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def lineage_run(method: str, scale: Scale, negatives: int | None = None) -> Run:
-    """The method's fmnist run, or (``negatives``) InstDisc's with another number of noise samples."""
+def lineage_run(method: str, scale: Scale, change: tuple[str, str, object] | None = None) -> Run:
+    """The method's fmnist run, or with ``change`` = (key of its method config, the paper's symbol, value)
+    a variant of it (``bench.claims``: InstDisc with m = 256 noise samples is ("negatives", "m", 256))."""
     cfg = scale.apply(METHODS[method].PRESETS["fmnist"])
     stem, label, name = f"bench-{method}", display(method), export_name(method, "fmnist", cfg)
-    if negatives:
-        cfg = cfg.override(method={**cfg.method, "negatives": negatives})
-        stem, label, name = f"{stem}-m{negatives}", f"{label}, m = {negatives}", f"{name}-m{negatives}"
+    if change:
+        key, symbol, value = change
+        cfg = cfg.override(method={**cfg.method, key: value})
+        stem, label, name = f"{stem}-{symbol}{value}", f"{label}, {symbol} = {value}", f"{name}-{symbol}{value}"
     if scale.tag:
         stem, name = f"{stem}-{scale.tag}", f"{name}-{scale.tag}"
     return Run(method, label, cfg, ROOT / "runs" / f"{stem}-fmnist", name)
@@ -226,20 +229,47 @@ def finished(run: Run) -> dict | None:
     return record if complete else None
 
 
+def earlier_sessions(run: Run) -> list[dict]:
+    """The sessions an interrupted run of the current config already trained, each closed at its last
+    checkpoint (``seconds``, with the bare epoch measured before it); empty when there is nothing to resume.
+    A session killed before its first checkpoint counts nothing: the resumed run does that work again."""
+    path, checkpoint = run.folder / SESSIONS, run.folder / CHECKPOINT
+    if not (path.is_file() and checkpoint.is_file()):
+        return []
+    state = json.loads(path.read_text())
+    if state.get("config") != as_json(run.cfg):
+        return []
+    saved = checkpoint.stat().st_mtime
+    return [session if "seconds" in session else
+            dict(seconds=max(0.0, saved - session["began"]), bare_epoch=session["bare_epoch"], killed=True)
+            for session in state["sessions"]]
+
+
 def train(run: Run, clock: BareClock) -> dict:
-    """Train and export ``run``, timed, between two bare-epoch measurements; write its record."""
+    """Train and export ``run``, timed between two bare-epoch measurements, resuming an interrupted run of the
+    same config from its last checkpoint; write its record. A run that spans sessions (machines are lent for
+    hours) is the sum of its sessions, each in the bare epochs measured around it."""
     (run.folder / RECORD).unlink(missing_ok=True)  # a run killed half-way must not pass for finished
+    sessions = earlier_sessions(run)
     before = clock.measured[-1] if clock.measured else clock.measure()
     began = time.time()
-    folder = fit(run.method, "fmnist", run.cfg, run.folder, name=run.name)
+    pending = dict(began=began, bare_epoch=before)
+    (run.folder).mkdir(parents=True, exist_ok=True)
+    (run.folder / SESSIONS).write_text(json.dumps(dict(config=as_json(run.cfg), sessions=sessions + [pending])))
+    folder = fit(run.method, "fmnist", run.cfg, run.folder, resume=bool(sessions), name=run.name)
     ended = time.time()
     # the last epoch's checkpoint marks the end of training: what follows is the full-set kNN and the export
     trained = (run.folder / CHECKPOINT).stat().st_mtime
     after = clock.measure()
-    record = dict(method=run.method, config=as_json(run.cfg), export=str(folder), fit_seconds=ended - began,
-                  train_seconds=trained - began, bare_epoch_seconds=(before + after) / 2,
-                  bare_epochs_around=[before, after], date=time.strftime("%Y-%m-%d %H:%M"))
+    sessions.append(dict(seconds=trained - began, bare_epoch=(before + after) / 2, bare_epochs_around=[before, after]))
+    train_seconds = sum(session["seconds"] for session in sessions)
+    bare_epochs = sum(session["seconds"] / session["bare_epoch"] for session in sessions)
+    record = dict(method=run.method, config=as_json(run.cfg), export=str(folder),
+                  fit_seconds=train_seconds + ended - trained, train_seconds=train_seconds,
+                  bare_epoch_seconds=train_seconds / bare_epochs, sessions=sessions,
+                  date=time.strftime("%Y-%m-%d %H:%M"))
     (run.folder / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    (run.folder / SESSIONS).unlink()
     return record
 
 
@@ -346,32 +376,15 @@ as many test images, a seeded subset; raw pixels on the same subset: {figures['p
 """
 
 
-def negatives_sweep(results: list[Result], figures: dict) -> str:
-    """InstDisc's kNN for each number of noise samples, and the figure; how to run it while it is missing."""
-    if not results:
-        return ("\nInstDisc with m = " + " and ".join(map(str, SWEEP_NEGATIVES)) + " noise samples: "
-                "`python -m bench.knn_fmnist --negatives-sweep --skip-trained`.\n")
-    rows = "".join(f"| {res.run.cfg.method['negatives']} | {res.knn:.2f} | {res.bare_epochs:.1f} |\n"
-                   for res in results)
-    return f"""
-InstDisc with m noise samples (its paper: more negatives help), the `fmnist` preset otherwise:
-
-| noise samples m | kNN top-1 (%) | bare epochs |
-|---|---|---|
-{rows}
-![InstDisc, m noise samples]({link(figures['sweep'])})
-"""
-
-
 def link(path: Path) -> str:
     """``path`` as BENCHMARKS.md links it: relative to the repository when inside it."""
     return path.relative_to(REPORT.parent).as_posix() if path.is_relative_to(REPORT.parent) else str(path)
 
 
-def section(results, sweep, base, clock: BareClock, figures: dict) -> str:
+def section(results, base, clock: BareClock, figures: dict) -> str:
     pixels = base[PIXELS]
     return (protocol(clock) + "\n" + table(results, base, pixels) + shortfalls(results, pixels)
-            + curves(results, figures) + negatives_sweep(sweep, figures))
+            + curves(results, figures) + "\nThe papers' claims at this scale: `python -m bench.claims`.\n")
 
 
 # --- figures --------------------------------------------------------------------------------------------
@@ -403,16 +416,17 @@ def plot_monitor(results: list[Result], path: Path, title: str, pixels: float) -
     return path
 
 
-def draw(results: list[Result], sweep: list[Result], data: datasets.Data, folder: Path) -> dict:
-    """Both figures, and the raw pixels' kNN on the monitor's subset that the first one draws."""
+def monitor_pixels(results: list[Result], data: datasets.Data) -> float:
+    """Raw pixels' kNN on the monitor's subset, the line the curves are drawn against."""
     first = results[0].run.cfg
-    pixels = pixels_knn(data, first.knn_subset, first.seed)
-    figures = {"pixels": pixels, "curves": plot_monitor(results, folder / "stage1_fmnist_knn.png",
-                                                        "Stage 1 on Fashion-MNIST: kNN monitor per epoch", pixels)}
-    if sweep:
-        figures["sweep"] = plot_monitor(sweep, folder / "stage1_fmnist_instdisc_negatives.png",
-                                        "InstDisc on Fashion-MNIST: m noise samples", pixels)
-    return figures
+    return pixels_knn(data, first.knn_subset, first.seed)
+
+
+def draw(results: list[Result], data: datasets.Data, folder: Path) -> dict:
+    """The curves of every method, and the raw pixels' kNN on the monitor's subset they are drawn against."""
+    pixels = monitor_pixels(results, data)
+    return {"pixels": pixels, "curves": plot_monitor(results, folder / "lineage_fmnist_knn.png",
+                                                     "The lineage on Fashion-MNIST: kNN monitor per epoch", pixels)}
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
@@ -427,21 +441,6 @@ def outcome(run: Run, skip_trained: bool, clock: BareClock | None) -> dict | Non
     return train(run, clock) if clock else None
 
 
-def sweep(scale: Scale, train_missing: bool, skip_trained: bool, clock: BareClock | None) -> list[Result]:
-    """InstDisc with m = 256 and 1024 noise samples (trained only with ``train_missing``, drawn whenever
-    finished), then the preset's 4096, which is the lineage's own run; empty while no other m is finished."""
-    others = []
-    for m in SWEEP_NEGATIVES:
-        run = lineage_run("instdisc", scale, m)
-        if record := outcome(run, skip_trained, clock if train_missing else None):
-            others.append(result(run, record))
-    preset = lineage_run("instdisc", scale)
-    record = finished(preset)
-    if others and record:
-        others.append(result(replace(preset, label=f"{preset.label}, m = {preset.cfg.method['negatives']}"), record))
-    return others
-
-
 def arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.knn_fmnist", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -449,9 +448,6 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="comma-separated, e.g. instdisc,invaspread (default: every method with an fmnist preset)")
     parser.add_argument("--skip-trained", action="store_true",
                         help="reuse each run whose folder holds a finished run of the current preset")
-    parser.add_argument("--negatives-sweep", action="store_true",
-                        help=f"also train InstDisc with m = {' and '.join(map(str, SWEEP_NEGATIVES))} noise samples "
-                             "(~10 CPU minutes each)")
     parser.add_argument("--curves-only", action="store_true",
                         help="only redraw the figures from the finished runs; train and measure nothing")
     parser.add_argument("--no-write", action="store_true",
@@ -474,16 +470,16 @@ def main(argv=None) -> str:
     results = [result(run, record) for run in runs if (record := outcome(run, args.skip_trained, clock))]
     if not results:
         raise SystemExit("no finished run to report: train them first (leave out --curves-only)")
-    negatives = sweep(scale, args.negatives_sweep, args.skip_trained, clock)
-    figures = draw(results, negatives, data, figures_folder)
+    figures = draw(results, data, figures_folder)
     if args.curves_only:
         return ""
     base = baselines(data)
-    body = section(results, negatives, base, clock, figures)
+    body = section(results, base, clock, figures)
     print(body)
     if write:
         write_section(TITLE, body)
-        remove_section("InstDisc on Fashion-MNIST (kNN)")  # the single-method table this lineage replaced
+        for old in ("InstDisc on Fashion-MNIST (kNN)", "Stage 1 on Fashion-MNIST (kNN)"):  # what this table replaced
+            remove_section(old)
     return body
 
 

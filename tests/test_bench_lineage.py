@@ -2,6 +2,8 @@
 run counts as finished. Nothing is trained here."""
 import argparse
 import json
+import os
+import time
 from dataclasses import replace
 
 import pytest
@@ -45,13 +47,13 @@ def test_the_table_holds_the_baselines_then_each_method_with_its_verdict():
 def test_methods_default_to_every_registered_one_with_an_fmnist_preset_and_unknown_names_are_refused():
     assert bench.methods_with_preset() == [m for m in METHODS if "fmnist" in METHODS[m].PRESETS]
     assert bench.parse_methods("instdisc, invaspread") == ["instdisc", "invaspread"]
-    with pytest.raises(argparse.ArgumentTypeError, match="unknown method 'simclr'; choose from instdisc"):
-        bench.parse_methods("instdisc,simclr")
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown method 'swav'; choose from instdisc"):
+        bench.parse_methods("instdisc,swav")
 
 
 def test_quick_and_sweep_runs_never_share_a_folder_or_an_exported_name_with_the_full_run():
     runs = [bench.lineage_run("instdisc", bench.FULL), bench.lineage_run("instdisc", bench.QUICK),
-            bench.lineage_run("instdisc", bench.FULL, negatives=256)]
+            bench.lineage_run("instdisc", bench.FULL, ("negatives", "m", 256))]
     assert runs[0].name == "instdisc-resnet18-fmnist" and runs[0].folder.name == "bench-instdisc-fmnist"
     assert len({r.folder for r in runs}) == len({r.name for r in runs}) == 3
     assert runs[1].cfg.epochs == 1 and runs[1].cfg.subset == 2048
@@ -100,3 +102,58 @@ def test_a_superseded_section_is_removed_and_the_others_kept(tmp_path, monkeypat
     text = report.REPORT.read_text()
     assert "Old table" not in text and "old" not in text
     assert text.index("## Kept") < text.index("## Later") and "\nk\n" in text and "\nl\n" in text
+
+
+def interrupted_run(tmp_path, monkeypatch, sessions, saved_at, config=None):
+    """A run folder as a session that ended mid-run leaves it: the sessions so far and the last checkpoint."""
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    run = bench.lineage_run("instdisc", bench.FULL)
+    run.folder.mkdir(parents=True)
+    (run.folder / bench.SESSIONS).write_text(json.dumps(dict(config=config or bench.as_json(run.cfg),
+                                                             sessions=sessions)))
+    checkpoint = run.folder / bench.CHECKPOINT
+    checkpoint.write_bytes(b"")
+    os.utime(checkpoint, (saved_at, saved_at))
+    return run
+
+
+def test_a_killed_session_counts_up_to_its_last_checkpoint_in_its_own_bare_epochs(tmp_path, monkeypatch):
+    done = dict(seconds=100.0, bare_epoch=50.0)
+    run = interrupted_run(tmp_path, monkeypatch, [done, dict(began=1000.0, bare_epoch=40.0)], saved_at=1300.0)
+    assert bench.earlier_sessions(run) == [done, dict(seconds=300.0, bare_epoch=40.0, killed=True)]
+
+
+def test_a_session_killed_before_its_first_checkpoint_counts_nothing(tmp_path, monkeypatch):
+    run = interrupted_run(tmp_path, monkeypatch, [dict(began=1000.0, bare_epoch=40.0)], saved_at=900.0)
+    assert bench.earlier_sessions(run)[0]["seconds"] == 0.0
+
+
+def test_an_interrupted_run_of_another_config_is_not_resumed(tmp_path, monkeypatch):
+    other = bench.as_json(bench.lineage_run("instdisc", bench.FULL).cfg.override(lr=0.1))
+    run = interrupted_run(tmp_path, monkeypatch, [dict(began=1000.0, bare_epoch=40.0)], 1300.0, config=other)
+    assert bench.earlier_sessions(run) == []
+
+
+def test_a_resumed_run_sums_its_sessions_each_in_its_bare_epochs(tmp_path, monkeypatch):
+    run = interrupted_run(tmp_path, monkeypatch, [dict(began=1000.0, bare_epoch=40.0)], saved_at=1200.0)
+    calls = []
+
+    def fit(method, preset, cfg, out, resume=False, name=None):
+        calls.append(resume)
+        checkpoint = out / bench.CHECKPOINT
+        os.utime(checkpoint, (time.time() + 50, time.time() + 50))  # this session trains 50 s more
+        return tmp_path / "zoo" / name
+
+    class Clock:
+        measured = [20.0]
+
+        def measure(self):
+            return 30.0
+
+    monkeypatch.setattr(bench, "fit", fit)
+    record = bench.train(run, Clock())
+    assert calls == [True]
+    assert record["train_seconds"] == pytest.approx(250.0, abs=2)
+    bare_epochs = record["train_seconds"] / record["bare_epoch_seconds"]
+    assert bare_epochs == pytest.approx(200 / 40 + 50 / 25, abs=0.1)  # each session over its own bare epoch
+    assert not (run.folder / bench.SESSIONS).exists()

@@ -15,6 +15,7 @@ from train.data import Data
 from train.engine import Schedules, train_step, write_checkpoint
 from train.methods import METHODS
 from train.methods.base import Method, Progress, StepOutput
+from zoo.registry import PAPERS
 
 NUM_IMAGES, BATCH = 16, 8
 MEAN, STD = (0.286,) * 3, (0.353,) * 3
@@ -56,6 +57,7 @@ def test_builds_from_its_smoke_preset_with_an_exportable_model(name):
     assert isinstance(method, Method)
     assert {"smoke", "paper"} <= set(METHODS[name].PRESETS)
     assert getattr(method.export(), "num_classes", None) == 0  # a timm model without a classifier
+    assert name in PAPERS  # its model card cites the paper
 
 
 @every_method

@@ -144,3 +144,16 @@ def test_v2_memory_queues_the_momentum_encoders_projections_and_never_trains_it(
     assert all(p.grad is None for p in method.momentum_encoder.parameters())
     trained = {id(p) for g in optim.build(method, cfg, 0.1).param_groups for p in g["params"]}
     assert not trained & {id(p) for p in method.momentum_encoder.parameters()}
+
+
+def test_training_v2_exports_both_models_each_with_its_card(zoo_home, tmp_path):
+    import train.__main__
+
+    assert train.__main__.main(["simclrv2", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 0
+    encoder = zoo.load("simclrv2-resnet18-fmnist-smoke")
+    projected = zoo.load("simclrv2-resnet18-fmnist-smoke-projected")
+    x = torch.randn(2, 3, 32, 32)
+    assert encoder(x).shape == projected(x).shape == (2, 512)
+    assert isinstance(projected, Projected) and not isinstance(encoder, Projected)
+    card = (zoo_home / "simclrv2-resnet18-fmnist-smoke-projected" / "README.md").read_text()
+    assert "projection head" in card and "simclrv2_resnet18" in card

@@ -199,8 +199,9 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
     folder = None
     if export and rank == 0:
         folder = export_model(model.export(), method, preset, cfg, data, preprocess, device, name)
-        for suffix, extra in model.extra_exports().items():
-            export_model(extra, method, preset, cfg, data, preprocess, device, f"{folder.name}-{suffix}")
+        for suffix, extra in model.extra_exports().items():  # each a registered timm architecture, its cfg says what
+            export_model(extra, method, preset, cfg, data, preprocess, device, f"{folder.name}-{suffix}",
+                         extra.pretrained_cfg["description"], extra.pretrained_cfg["architecture"])
     if world > 1:
         torch.distributed.destroy_process_group()
     return folder
@@ -214,18 +215,20 @@ def write_checkpoint(model: torch.nn.Module, folder: Path, cfg: Config, data: da
                                model_args=cfg.model_args, card=card)
 
 
-def export_model(model, method, preset, cfg, data, preprocess, device, name=None) -> Path:
+def export_model(model, method, preset, cfg, data, preprocess, device, name=None, description=None,
+                 arch=None) -> Path:
     """Measure the final kNN on the full splits and write the exported model to the local zoo."""
-    name = name or export_name(method, preset, cfg)
+    name, arch = name or export_name(method, preset, cfg), arch or cfg.arch
     knn = knn_monitor(model, data, preprocess, device)
     recipe = {"preset": preset, "dataset": cfg.dataset, "epochs": cfg.epochs, "batch size": cfg.batch_size,
               "optimizer": cfg.optimizer,
               "lr": f"{cfg.lr} ({cfg.schedule}" + ("" if cfg.lr_scaling == "none" else f", {cfg.lr_scaling} scaling") + ")",
               "weight decay": cfg.weight_decay, "image size": cfg.image_size, **cfg.method}
     entry = ENTRIES.get(name)
-    text = zoo.card.render(name, method, cfg.arch, "fashion-mnist" if cfg.dataset == "fashion-mnist" else cfg.dataset,
-                           entry.description if entry else f"{method} {cfg.arch} trained with `python -m train`.",
-                           {zoo.card.KNN_METRIC: knn}, recipe)
+    description = entry.description if entry else (description or f"{method} {cfg.arch}") + \
+        f" trained with `python -m train {method} --preset {preset}`."
+    text = zoo.card.render(name, method, arch, "fashion-mnist" if cfg.dataset == "fashion-mnist" else cfg.dataset,
+                           description, {zoo.card.KNN_METRIC: knn}, recipe)
     folder = write_checkpoint(model, zoo_home() / name, cfg, data, text)
     if entry and MODEL_CARDS.is_dir():  # the project's published cards live in the repository too
         shutil.copy(folder / zoo.checkpoint.CARD, MODEL_CARDS / f"{name}.md")

@@ -38,18 +38,21 @@ IMAGENET_DATA = dict(input_size=(3, 224, 224), mean=IMAGENET_DEFAULT_MEAN, std=I
 
 @dataclass(frozen=True)
 class Converter:
-    """How one release is read: the globals its pickle may name, and its state dict's mapping to timm."""
+    """How one release is read: the globals its pickle may name (or, for a release that is not a PyTorch
+    file, its own ``load``), and its state dict's mapping to timm."""
 
-    to_timm: Callable[[dict], dict]
+    to_timm: Callable[[object], dict]
     allowed: dict[str, object]  # "module.name" the release's pickle asks for -> our inert stand-in
+    load: Callable[[Path], object] | None = None  # reads a non-PyTorch release (TensorFlow, Haiku); None: read()
 
 
-CONVERTERS: dict[str, Converter] = {}
+CONVERTERS: dict[str, Converter] = {}  # by the registry entry's method; filled by the modules of zoo.layouts
 
 
-def converter(method: str, allowed: dict[str, object]):
+def converter(method: str, allowed: dict[str, object] | None = None, load: Callable[[Path], object] | None = None):
+    """Register the decorated ``to_timm`` as the converter of ``method``'s releases (in zoo/layouts/)."""
     def register(fn):
-        CONVERTERS[method] = Converter(fn, allowed)
+        CONVERTERS[method] = Converter(fn, allowed or {}, load)
         return fn
     return register
 
@@ -77,25 +80,6 @@ def strip_prefix(state: dict, prefix: str, drop: tuple[str, ...] = ()) -> dict:
     """Keys under ``prefix`` without it, leaving out those that then start with ``drop``."""
     out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return {k: v for k, v in out.items() if not k.startswith(drop)}
-
-
-# lemniscate.pytorch's main.py (PyTorch 0.3/0.4) saves the whole NCEAverage module, the memory bank,
-# beside the state dict; it holds an AliasMethod (the noise sampler), and Modules of that PyTorch
-# carry a `_backend` pickled as a call of the backend getter.
-LEMNISCATE_ALLOWED = {
-    "lib.NCEAverage.NCEAverage": stand_in("lib.NCEAverage.NCEAverage"),
-    "lib.alias_multinomial.AliasMethod": stand_in("lib.alias_multinomial.AliasMethod"),
-    "torch.nn.backends.thnn._get_thnn_function_backend": returns_none,
-}
-
-
-@converter("instdisc", allowed=LEMNISCATE_ALLOWED)
-def lemniscate(raw: dict) -> dict:
-    """lemniscate.pytorch: ``state_dict`` of a DataParallel ResNet (``module.``), fc 2048->128 dropped."""
-    if not isinstance(raw, dict) or "state_dict" not in raw:
-        found = f"keys {sorted(map(str, raw))[:8]}" if isinstance(raw, dict) else f"a {type(raw).__name__}"
-        raise ZooError(f"expected the lemniscate layout, a dict with 'state_dict'; found {found}")
-    return strip_prefix(raw["state_dict"], "module.", drop=("fc.",))
 
 
 def module_class(typename, cls, source_file=None, source=None):
@@ -237,7 +221,7 @@ def read(src: Path, allowed: dict[str, object], release: str = "") -> object:
             if asked else f"torch's weights-only loader refused it ({refusal})")
     raise ZooError(f"{src} is not a known release layout: {what}. Nothing it names was imported or run. Fix: "
                    f"use the authors' own file{' (' + release + ')' if release else ''}; if it is theirs, the "
-                   "converter's allow-list in zoo/convert.py lacks these names, each to be bound to an inert stand-in.")
+                   "converter's allow-list in zoo/layouts/ lacks these names, each to be bound to an inert stand-in.")
 
 
 def convert(name: str, src: Path, out: Path | None = None) -> Path:
@@ -248,10 +232,13 @@ def convert(name: str, src: Path, out: Path | None = None) -> Path:
     entry, src = ENTRIES[name], Path(src)
     if not src.is_file():
         raise ZooError(f"{src} does not exist. Download the authors' checkpoint from {entry.release}.")
+    from . import layouts  # noqa: F401  (registers every release layout's converter)
+
     reader = CONVERTERS[entry.method]
-    state = reader.to_timm(read(src, reader.allowed, entry.release))
-    model = timm.create_model(entry.arch, pretrained=False, num_classes=0)
+    raw = reader.load(src) if reader.load else read(src, reader.allowed, entry.release)
+    state = reader.to_timm(raw)
+    model = timm.create_model(entry.arch, pretrained=False, num_classes=0, **entry.model_args)
     checkpoint.check_state_dict(model.state_dict(), state, f"{src} after the {entry.method} conversion")
     model.load_state_dict(state)
     return checkpoint.save(model, Path(out) if out else zoo_home() / name, data_config=IMAGENET_DATA,
-                           card=card.for_entry(entry))
+                           model_args=entry.model_args, card=card.for_entry(entry))

@@ -39,7 +39,25 @@ PAPERS = {
         "Aaron van den Oord, Yazhe Li, Oriol Vinyals", 2018, "1807.03748"),
     "cmc": Paper(
         "Contrastive Multiview Coding", "Yonglong Tian, Dilip Krishnan, Phillip Isola", 2019, "1906.05849"),
+    "moco": Paper(
+        "Momentum Contrast for Unsupervised Visual Representation Learning",
+        "Kaiming He, Haoqi Fan, Yuxin Wu, Saining Xie, Ross Girshick", 2020, "1911.05722"),
+    "mocov2": Paper(
+        "Improved Baselines with Momentum Contrastive Learning",
+        "Xinlei Chen, Haoqi Fan, Ross Girshick, Kaiming He", 2020, "2003.04297"),
+    "simclr": Paper(
+        "A Simple Framework for Contrastive Learning of Visual Representations",
+        "Ting Chen, Simon Kornblith, Mohammad Norouzi, Geoffrey Hinton", 2020, "2002.05709"),
+    "simclrv2": Paper(
+        "Big Self-Supervised Models are Strong Semi-Supervised Learners",
+        "Ting Chen, Simon Kornblith, Kevin Swersky, Mohammad Norouzi, Geoffrey Hinton", 2020, "2006.10029"),
 }
+
+
+# the lineage of the paper-reading series: 1 many ideas, 2 the champions, 3 no negatives, 4 Transformers
+STAGES = {"instdisc": 1, "invaspread": 1, "cpc": 1, "cmc": 1, "moco": 2, "mocov2": 2, "simclr": 2, "simclrv2": 2,
+          "swav": 3, "byol": 3, "simsiam": 3, "mocov3": 4, "dino": 4}
+STAGE_NAMES = {1: "many ideas", 2: "the champions", 3: "no negatives", 4: "Transformers"}
 
 
 @dataclass(frozen=True)
@@ -52,10 +70,21 @@ class Entry:
     dataset: str
     source: str  # "authors" (converted from their release) or "zoo" (trained by `python -m train`)
     description: str
-    release: str = ""  # where the authors' checkpoint can be downloaded, for `zoo convert`
+    release: str = ""  # the URL of the authors' checkpoint, for `zoo convert NAME` (or a page to find it on)
     preset: str = ""  # the `python -m train` preset that makes it, for source "zoo"
     revision: str = ""  # the Hub commit (or tag) its weights are pinned to; "" is the main branch
     metrics: dict = field(default_factory=dict)
+    epochs: int | None = None  # of pre-training
+    linear_top1: float | None = None  # the paper's reported ImageNet linear-probe top-1 (%)
+    top1_source: str = ""  # where that number is reported (paper table, authors' README)
+    licence: str = ""  # of the weights, as the authors released them (e.g. "CC-BY-NC-4.0", "Apache-2.0")
+    sha256: str = ""  # of the release file, when known: downloads are checked against it
+    size: int = 0  # of the release file in bytes, when known
+    model_args: dict = field(default_factory=dict)  # timm.create_model keyword arguments of the architecture
+
+    @property
+    def stage(self) -> int:
+        return STAGES[self.method]
 
     @property
     def hub_id(self) -> str:

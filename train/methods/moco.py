@@ -68,9 +68,8 @@ def build(cfg: Config, num_images: int, mean, std) -> MoCo:
 PAPER_METHOD = dict(dim=128, queue_size=65536, momentum=0.999, temperature=0.07, mlp=False)
 # Fashion-MNIST at 32 px on a CPU: the paper's method on a ResNet-18 with the authors' init (see InstDisc's
 # presets), 8 BatchNorm groups of 32 as the paper's 8 GPUs held, a queue of 4096 (the 60k images fill 65536 in
-# a single epoch, and keys that old come from a very different encoder in a run this short), momentum 0.99 (at
-# 235 steps per epoch, 0.999 would leave the key encoder near its initial weights for most of the run), and a
-# cosine schedule over a few epochs
+# a single epoch, and keys that old come from a very different encoder in a run this short), momentum 0.99 (0.999
+# averages the key encoder over about 1000 steps: the whole run of 4 x 235), and a cosine schedule
 CPU = dict(arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=256, lr=0.03,
            weight_decay=5e-4, schedule="cosine", knn_subset=10000,
            method=dict(PAPER_METHOD, queue_size=4096, momentum=0.99, bn_splits=8))

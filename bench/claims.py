@@ -1,0 +1,180 @@
+"""The papers' claims, tested at small scale on Fashion-MNIST: each a method's `fmnist` preset with one
+hyper-parameter varied, or (SimCLR) one trained model read two ways.
+
+- InstDisc (Wu et al. 2018, Sec. 4.1): more noise samples m help.
+- MoCo (He et al. 2020, Fig. 3): a larger dictionary (queue size K) is better.
+- MoCo (Sec. 4.1, momentum ablation): m = 0 fails to train well; a slow key encoder (0.99 to 0.9999) works.
+- SimCLR (Chen et al. 2020, Sec. 4.2 and Fig. 8): the representation before the projection head is much
+  better than the head's output.
+
+Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed across sessions as the
+lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
+Runs are trained only with ``--train``; a claim is reported once all its runs are finished.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from train import data as datasets
+from train.augment import Preprocess
+from train.config import Config
+from train.engine import CHECKPOINT
+from train.knn import knn_monitor
+from train.methods import METHODS
+
+from . import knn_fmnist as lineage
+from .report import write_section
+
+TITLE = "The papers' claims on Fashion-MNIST (kNN)"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One hyper-parameter of one method's `fmnist` preset, at ``values`` besides the preset's own."""
+
+    method: str
+    key: str  # in the preset's method config
+    symbol: str  # as the paper writes it
+    values: tuple
+    says: str  # the paper's claim, with where it makes it
+    log_scale: bool = False
+
+    def runs(self, scale: lineage.Scale) -> list[lineage.Run]:
+        """The variants, then the preset's own run (the lineage's), ordered by value."""
+        preset = lineage.lineage_run(self.method, scale)
+        own = preset.cfg.method[self.key]
+        labelled = lineage.Run(preset.method, f"{preset.label}, {self.symbol} = {own}", preset.cfg, preset.folder,
+                               preset.name)
+        variants = [lineage.lineage_run(self.method, scale, (self.key, self.symbol, v)) for v in self.values]
+        return sorted(variants + [labelled], key=lambda run: run.cfg.method[self.key])
+
+
+CLAIMS = {
+    "instdisc-negatives": Claim("instdisc", "negatives", "m", (256, 1024),
+                                "InstDisc (Sec. 4.1): more noise samples help", log_scale=True),
+    "moco-queue": Claim("moco", "queue_size", "K", (256, 16384),
+                        "MoCo (Fig. 3): a larger dictionary is better", log_scale=True),
+    "moco-momentum": Claim("moco", "momentum", "m", (0.0, 0.999),
+                           "MoCo (Sec. 4.1): with m = 0 training fails; a slowly moving key encoder works"),
+}
+
+
+def parse_claims(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CLAIMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown claim {', '.join(unknown) or '(none)'}; choose from "
+                                         f"{', '.join(CLAIMS)}")
+    return names
+
+
+def claim_results(claim: Claim, scale, train: bool, skip_trained: bool, clock) -> list[lineage.Result] | None:
+    """Every run of ``claim`` (trained when ``train``), or None while one is missing."""
+    out = []
+    for run in claim.runs(scale):
+        record = lineage.outcome(run, skip_trained, clock if train else None)
+        if record is None:
+            return None
+        out.append(lineage.result(run, record))
+    return out
+
+
+# --- SimCLR: before and after the projection head --------------------------------------------------------
+
+
+def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, float] | None:
+    """kNN top-1 of h = f(x) (the encoder, what SimCLR exports) and of z = g(h) (the projection head's output),
+    from the finished run's last checkpoint; None until it is finished."""
+    if lineage.finished(run) is None:
+        return None
+    state = torch.load(run.folder / CHECKPOINT, map_location="cpu", weights_only=True)
+    cfg = Config(**state["config"])
+    method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
+    method.load_state_dict(state["model"])
+    preprocess = Preprocess(cfg.image_size, data.mean, data.std)
+    views = {"h = f(x), before the head (the export)": method.export(),
+             "z = g(h), after the head": nn.Sequential(method.export(), method.head)}
+    return {label: knn_monitor(model.eval(), data, preprocess, lineage.CPU) for label, model in views.items()}
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [res.run.cfg.method[claim.key] for res in results]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(range(len(values)), [res.knn for res in results], marker="o")
+    ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set(xlabel=claim.symbol, ylabel="kNN top-1 (%), full test set", title=claim.says)
+    ax.title.set_fontsize(9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def claim_text(name: str, claim: Claim, results: list[lineage.Result] | None, figure: Path | None) -> str:
+    if results is None:
+        return (f"\n**{claim.says}.** Not yet measured: `python -m bench.claims --claims {name} --train "
+                "--skip-trained`.\n")
+    rows = "".join(f"| {res.run.cfg.method[claim.key]} | {res.knn:.2f} | {res.bare_epochs:.1f} |\n" for res in results)
+    return (f"\n**{claim.says}.** {lineage.display(claim.method)}'s `fmnist` preset with {claim.symbol} varied:\n\n"
+            f"| {claim.symbol} | kNN top-1 (%) | bare epochs |\n|---|---|---|\n{rows}\n"
+            f"![{name}]({lineage.link(figure)})\n")
+
+
+def head_text(knn: dict[str, float] | None) -> str:
+    says = "SimCLR (Sec. 4.2): the representation before the projection head is much better than after it"
+    if knn is None:
+        return f"\n**{says}.** Not yet measured: it reads the lineage's SimCLR run (`python -m bench.knn_fmnist`).\n"
+    rows = "".join(f"| {label} | {value:.2f} |\n" for label, value in knn.items())
+    return f"\n**{says}.** The lineage's SimCLR `fmnist` run:\n\n| features | kNN top-1 (%) |\n|---|---|\n{rows}"
+
+
+def arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.claims", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--claims", type=parse_claims, default=list(CLAIMS), help=f"of {', '.join(CLAIMS)}")
+    parser.add_argument("--train", action="store_true", help="train the claims' missing runs (each a full fmnist run)")
+    parser.add_argument("--skip-trained", action="store_true", help="reuse each finished run of the current config")
+    parser.add_argument("--no-write", action="store_true", help="print; leave BENCHMARKS.md and bench/figures alone")
+    parser.add_argument("--quick", action="store_true", help="prove it runs: tiny runs, nothing written")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = arguments(argv)
+    scale = lineage.QUICK if args.quick else lineage.FULL
+    write = not (args.no_write or args.quick)
+    folder = lineage.FIGURES if write else lineage.ROOT / "runs" / f"bench-figures{'-' + scale.tag if scale.tag else ''}"
+    data = datasets.load("fashion-mnist", lineage.BARE.image_size, scale.subset)
+    clock = lineage.BareClock(data, scale) if args.train else None
+    if clock:
+        clock.measure()
+    body = ""
+    for name in args.claims:
+        claim = CLAIMS[name]
+        results = claim_results(claim, scale, args.train, args.skip_trained or not args.train, clock)
+        figure = plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png") if results else None
+        body += claim_text(name, claim, results, figure)
+    body += head_text(before_and_after_head(lineage.lineage_run("simclr", scale), data))
+    body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
+            "k=200, T=0.07 on the full test set; bare epochs as there).\n" + body)
+    print(body)
+    if write:
+        write_section(TITLE, body)
+    return body
+
+
+if __name__ == "__main__":
+    main()

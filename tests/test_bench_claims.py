@@ -1,0 +1,44 @@
+"""The claims benchmark's own logic: which runs a claim needs, and what it reports. Nothing is trained here."""
+import argparse
+
+import pytest
+
+from bench import claims
+from bench import knn_fmnist as lineage
+
+
+def test_a_claim_is_its_variants_and_the_lineages_own_run_in_order_of_value():
+    runs = claims.CLAIMS["moco-queue"].runs(lineage.FULL)
+    assert [run.cfg.method["queue_size"] for run in runs] == [256, 4096, 16384]
+    assert runs[1].folder == lineage.lineage_run("moco", lineage.FULL).folder  # the preset's run is shared
+    assert [run.label for run in runs] == ["MoCo, K = 256", "MoCo, K = 4096", "MoCo, K = 16384"]
+    assert len({run.folder for run in runs}) == len({run.name for run in runs}) == 3
+    assert all(run.cfg.epochs == runs[1].cfg.epochs and run.cfg.lr == runs[1].cfg.lr for run in runs)
+
+
+def test_momentum_claim_covers_zero_and_the_papers_value():
+    values = [run.cfg.method["momentum"] for run in claims.CLAIMS["moco-momentum"].runs(lineage.FULL)]
+    assert values == [0.0, 0.99, 0.999]
+
+
+def test_unknown_claims_are_refused_with_the_choices():
+    assert claims.parse_claims("moco-queue, moco-momentum") == ["moco-queue", "moco-momentum"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown claim moco-k; choose from instdisc-negatives"):
+        claims.parse_claims("moco-k")
+
+
+def test_a_claim_with_a_missing_run_is_not_reported_but_says_how_to_run_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(lineage, "ROOT", tmp_path)
+    claim = claims.CLAIMS["moco-queue"]
+    assert claims.claim_results(claim, lineage.FULL, train=False, skip_trained=True, clock=None) is None
+    assert "--claims moco-queue --train" in claims.claim_text("moco-queue", claim, None, None)
+
+
+def test_a_measured_claim_is_a_table_by_value_and_its_figure(tmp_path):
+    claim = claims.CLAIMS["moco-queue"]
+    results = [lineage.Result(run, knn, 10.0, 6.0, [(1, 6.0, knn)])
+               for run, knn in zip(claim.runs(lineage.FULL), (80.0, 82.5, 83.0))]
+    figure = claims.plot(claim, results, tmp_path / "claim.png")
+    text = claims.claim_text("moco-queue", claim, results, figure)
+    assert "| 256 | 80.00 | 6.0 |" in text and "| 16384 | 83.00 | 6.0 |" in text
+    assert figure.stat().st_size > 0 and str(figure) in text
