@@ -176,22 +176,28 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str, model_args: dict | None = None) -> Path:
+def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str, model_args: dict | None = None,
+         label_names: list[str] | None = None) -> Path:
     """Write ``model`` (a timm backbone with no classifier) to ``folder``, atomically.
 
     ``data_config`` holds the preprocessing the weights were trained with (input_size,
     mean, std, crop_pct, interpolation); it becomes the config's pretrained_cfg. ``model_args``
     are the keyword arguments the model was created with; timm passes them back when it loads.
+    A fine-tuned model keeps its classifier, whose classes ``label_names`` name.
     """
-    if getattr(model, "num_classes", None) != 0:
-        raise ValueError("export a backbone: call model.reset_classifier(0) first")
+    classes = len(label_names) if label_names else 0
+    if getattr(model, "num_classes", None) != classes:
+        raise ValueError(f"the model has {getattr(model, 'num_classes', None)} outputs for {classes} label names: "
+                         "export a backbone (model.reset_classifier(0)) or name every class of its classifier")
     stock = model.pretrained_cfg  # timm's default tag (ImageNet weights, licence, paper): not ours
     model.pretrained_cfg = {**{k: stock[k] for k in ("architecture", "first_conv", "classifier") if k in stock},
                             **data_config}
     try:
         with atomic_folder(folder, owned=is_checkpoint, what="zoo checkpoint") as staging:
             save_for_hf(model, staging, safe_serialization=True, data_config=data_config,
-                        model_args=model_args or None)
+                        # a classifier added after creation: its size is the model's, not the factory's
+                        model_args={**(model_args or {}), "num_classes": classes} if classes else model_args or None,
+                        model_config=dict(label_names=list(label_names)) if label_names else None)
             (staging / CARD).write_text(card)
     finally:
         model.pretrained_cfg = stock

@@ -64,13 +64,15 @@ def build(cfg: Config, num_images: int, mean, std) -> MoCo:
     return MoCo(make_backbone(cfg), InstanceAugment(cfg.image_size, mean, std), **cfg.method)
 
 
+# the authors build torchvision's ResNet-50, whose blocks' last BatchNorm starts at 1 (timm's default zeroes it)
+TORCHVISION_INIT = dict(zero_init_last=False)
 # main_moco.py's defaults, the v1 recipe: 128-d, K = 65536, m = 0.999, T = 0.07, a linear head
 PAPER_METHOD = dict(dim=128, queue_size=65536, momentum=0.999, temperature=0.07, mlp=False)
 # Fashion-MNIST at 32 px on a CPU: the paper's method on a ResNet-18 with the authors' init (see InstDisc's
 # presets), 8 BatchNorm groups of 32 as the paper's 8 GPUs held, a queue of 4096 (the 60k images fill 65536 in
 # a single epoch, and keys that old come from a very different encoder in a run this short), momentum 0.99 (0.999
 # averages the key encoder over about 1000 steps: the whole run of 4 x 235), and a cosine schedule
-CPU = dict(arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=256, lr=0.03,
+CPU = dict(arch="resnet18", model_args=TORCHVISION_INIT, image_size=32, batch_size=256, lr=0.03,
            weight_decay=5e-4, schedule="cosine", knn_subset=10000,
            method=dict(PAPER_METHOD, queue_size=4096, momentum=0.99, bn_splits=8))
 
@@ -81,7 +83,7 @@ PRESETS = {
     "fmnist": Config(**CPU, epochs=4),
     # main_moco.py -a resnet50 --lr 0.03 --batch-size 256 on 8 GPUs: SGD, momentum 0.9, wd 1e-4, 200 epochs,
     # lr x0.1 at 120 and 160; the 8 processes' BatchNorms shuffle (on one GPU, set method.bn_splits to 8)
-    "paper": Config(arch="resnet50", dataset="imagenet", image_size=224, epochs=200, batch_size=256, lr=0.03,
-                    momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(120, 160), method=PAPER_METHOD,
-                    knn_subset=50000, workers=8),
+    "paper": Config(arch="resnet50", model_args=TORCHVISION_INIT, dataset="imagenet", image_size=224, epochs=200,
+                    batch_size=256, lr=0.03, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(120, 160),
+                    method=PAPER_METHOD, knn_subset=50000, workers=8),
 }

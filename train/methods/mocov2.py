@@ -13,6 +13,7 @@ from ..config import Config
 from .base import make_backbone
 from .moco import CPU as V1_CPU
 from .moco import PAPER_METHOD as V1_METHOD
+from .moco import TORCHVISION_INIT
 from .moco import MoCo
 
 
@@ -32,7 +33,7 @@ PAPER_METHOD = dict(V1_METHOD, temperature=0.2, mlp=True)
 # as MoCo v1's CPU preset, with v2's head, temperature and augmentation; no blur at 32 px, as the CIFAR
 # recipes of MoCo and SimCLR leave it out (a sigma of 2 px blurs a 32-px image to a few blobs)
 CPU = dict(V1_CPU, method=dict(V1_CPU["method"], temperature=0.2, mlp=True, blur=0.0))
-PAPER = dict(arch="resnet50", dataset="imagenet", image_size=224, batch_size=256, lr=0.03, momentum=0.9,
+PAPER = dict(arch="resnet50", model_args=TORCHVISION_INIT, dataset="imagenet", image_size=224, batch_size=256, lr=0.03, momentum=0.9,
              weight_decay=1e-4, schedule="cosine", method=PAPER_METHOD, knn_subset=50000, workers=8)
 
 PRESETS = {
