@@ -8,10 +8,11 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The package leaves torch unpinned; constraints.txt pins the builds on this project's machines.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 # Fashion-MNIST from Debian where apt is at hand; elsewhere torchvision downloads it on first use.
@@ -29,6 +30,7 @@ browser:
 	else echo "chromium is missing: the browser test will be skipped ('sudo apt-get install chromium' runs it)."; fi
 
 test: setup data browser
+	$(PY) -m ruff check zoo train app bench tests
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 demo: setup data
@@ -42,3 +44,6 @@ bench: setup data
 	$(PY) -m bench.bad_inputs
 	$(PY) -m bench.ann_recall
 	$(PY) -m bench.demo_startup
+# against lightly, installed only here (the bench extra); kNN after the presets' 4 epochs on each side
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) -m bench.vs_lightly --epochs 4
