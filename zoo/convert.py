@@ -240,5 +240,6 @@ def convert(name: str, src: Path, out: Path | None = None) -> Path:
     model = timm.create_model(entry.arch, pretrained=False, num_classes=0, **entry.model_args)
     checkpoint.check_state_dict(model.state_dict(), state, f"{src} after the {entry.method} conversion")
     model.load_state_dict(state)
-    return checkpoint.save(model, Path(out) if out else zoo_home() / name, data_config=IMAGENET_DATA,
+    return checkpoint.save(model, Path(out) if out else zoo_home() / name,
+                           data_config={**IMAGENET_DATA, **entry.preprocessing},
                            model_args=entry.model_args, card=card.for_entry(entry))

@@ -64,7 +64,7 @@ def pickled_globals(file) -> list[str]:
     return names
 
 
-def load(path: Path | str, allowed: dict[str, object] | None = None, release: str = "") -> object:
+def read(path: Path | str, allowed: dict[str, object] | None = None, release: str = "") -> object:
     """The object pickled in ``path``: dicts, lists, tuples, numbers, strings and numpy arrays, and whatever
     the stand-ins in ``allowed`` ({"module.name" the pickle asks for: our inert object}) make of theirs.
     A file asking for any other global, or not a protocol-2 pickle, is refused with a ZooError."""

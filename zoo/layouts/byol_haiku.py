@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..convert import converter
-from ..haiku_pickle import load
+from ..haiku_pickle import read as read_pickle
 from ..registry import ENTRIES, ZooError
 
 BLOCKS = (3, 4, 6, 3)  # ResNet-50
@@ -87,7 +87,7 @@ BYOL_ALLOWED = {
 
 
 def read_release(path: Path) -> object:
-    return load(path, BYOL_ALLOWED, ENTRIES["byol-r50"].release if "byol-r50" in ENTRIES else "")
+    return read_pickle(path, BYOL_ALLOWED, ENTRIES["byol-r50"].release if "byol-r50" in ENTRIES else "")
 
 
 def haiku_names() -> list[tuple[str, str, str]]:
