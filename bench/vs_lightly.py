@@ -33,8 +33,8 @@ antialiasing on the CPU, kornia's bilinear on the device). lightly's NTXentLoss 
 views; ours, as the authors' code, is twice that, so the lightly side's SimCLR loss is doubled to give LARS
 the same objective.
 
-``python -m bench.vs_lightly`` needs lightly (``pip install -e '.[bench]'``); ``--quick`` runs a few steps on
-2048 images and prints, ``--no-write`` prints without touching BENCHMARKS.md.
+``python -m bench.vs_lightly`` needs lightly (``pip install -e '.[bench]'``); ``--quick`` runs one warm-up and one
+timed step of each side on 2048 images and prints, ``--no-write`` prints without touching BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -213,17 +213,46 @@ def rgb(image):
     return image.convert("RGB")
 
 
+def our_views(name: str, mean, std) -> StrongAugment:
+    """The one-view maker of our method ``name`` as its `fmnist` preset builds it."""
+    return METHODS[name].build(preset(name), 1, mean, std).augment.augment
+
+
+def lightly_transform(name: str, views: StrongAugment):
+    """lightly's two-view transform of method ``name`` with the numbers of ``views``."""
+    from lightly.transforms import MoCoV2Transform, SimCLRTransform
+
+    return {"simclr": SimCLRTransform, "mocov2": MoCoV2Transform}[name](**lightly_view_kwargs(views))
+
+
 def lightly_dataset(name: str, data: datasets.Data):
     """Fashion-MNIST's training split (the images ``data`` holds) as PIL images through lightly's transform."""
-    from lightly.transforms import MoCoV2Transform, SimCLRTransform
     from torchvision import transforms
     from torchvision.datasets import FashionMNIST
 
-    ours = METHODS[name].build(preset(name), len(data.train), data.mean, data.std).augment.augment
-    transform = {"simclr": SimCLRTransform, "mocov2": MoCoV2Transform}[name](**lightly_view_kwargs(ours))
+    transform = lightly_transform(name, our_views(name, data.mean, data.std))
     zoo.data.fashion_mnist(True)  # puts the files where torchvision reads them (Debian's package, or a download)
     dataset = FashionMNIST(zoo.data.data_home(), train=True, transform=transforms.Compose([rgb, transform]))
     return Subset(dataset, data.train.indices) if isinstance(data.train, Subset) else dataset
+
+
+def lightly_optimizer(model: nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    """The preset's optimiser over ``model.backbone`` and ``model.head``: lightly's LARS, sparing biases and
+    norm layers from weight decay and the trust ratio if the preset does, or torch's SGD."""
+    trainable = [model.backbone, model.head]
+    if cfg.optimizer == "lars":
+        from lightly.models.utils import get_weight_decay_parameters
+        from lightly.utils.lars import LARS
+
+        decay, other = get_weight_decay_parameters(trainable) if cfg.exclude_norm_bias else \
+            ([p for m in trainable for p in m.parameters()], [])
+        groups = [dict(params=decay), dict(params=other, weight_decay=0.0)]
+        return LARS([g for g in groups if g["params"]], lr=lr, momentum=cfg.momentum,
+                    weight_decay=cfg.weight_decay, trust_coefficient=cfg.lars_eta)
+    if cfg.optimizer == "sgd" and not cfg.exclude_norm_bias:
+        return torch.optim.SGD([p for m in trainable for p in m.parameters()], lr=lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    raise ValueError(f"no lightly counterpart written here for optimizer {cfg.optimizer!r}")
 
 
 class Lightly:
@@ -241,24 +270,8 @@ class Lightly:
                                  drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
                                  generator=self.generator)
         self.plan = Schedules.of(cfg, len(self.loader))
-        self.optimizer = self.make_optimizer()
+        self.optimizer = lightly_optimizer(self.model, cfg, self.plan.base_lr)
         self.backbone = self.model.backbone
-
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        cfg, trainable = self.cfg, [self.model.backbone, self.model.head]
-        if cfg.optimizer == "lars":
-            from lightly.models.utils import get_weight_decay_parameters
-            from lightly.utils.lars import LARS
-
-            decay, other = get_weight_decay_parameters(trainable) if cfg.exclude_norm_bias else \
-                ([p for m in trainable for p in m.parameters()], [])
-            groups = [dict(params=decay), dict(params=other, weight_decay=0.0)]
-            return LARS([g for g in groups if g["params"]], lr=self.plan.base_lr, momentum=cfg.momentum,
-                        weight_decay=cfg.weight_decay, trust_coefficient=cfg.lars_eta)
-        if cfg.optimizer == "sgd" and not cfg.exclude_norm_bias:
-            return torch.optim.SGD([p for m in trainable for p in m.parameters()], lr=self.plan.base_lr,
-                                   momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        raise ValueError(f"no lightly counterpart written for optimizer {cfg.optimizer!r} here")
 
     def set_epoch(self, epoch: int) -> None:
         self.generator.manual_seed(self.cfg.seed + epoch)
@@ -355,31 +368,34 @@ COLUMNS = ("method", "ours images/s", "lightly images/s", "ratio ours / lightly"
 HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|"
 
 
+def count(n: int, word: str, plural: str = "s") -> str:
+    return f"{n} {word}{plural if n != 1 else ''}"
+
+
 def report(results: list[Result], *, device: torch.device, workers: int, repeats: int, warmup: int, steps: int,
            epochs: int, train_images: int, test_images: int, lightly_version: str) -> str:
-    threads = torch.get_num_threads()
-    where = "GPU" if device.type == "cuda" else f"CPU, {threads} thread{'s' if threads != 1 else ''}"
+    where = "GPU" if device.type == "cuda" else f"CPU, {count(torch.get_num_threads(), 'thread')}"
     rows = []
     for r in results:
         cfg = preset(r.name)
-        knn = (f"{r.knn['ours']:.2f} / {r.knn['lightly']:.2f}" if r.knn else "not measured")
-        epoch_rate = (f"{r.epoch_rate['ours']:.4g} / {r.epoch_rate['lightly']:.4g}" if r.epoch_rate else "-")
+        knn = f"{r.knn['ours']:.2f} / {r.knn['lightly']:.2f}" if r.knn else "not measured"
+        epoch_rate = f"{r.epoch_rate['ours']:.4g} / {r.epoch_rate['lightly']:.4g}" if r.epoch_rate else "-"
         rows.append(f"| {METHOD_NAMES[r.name]} (batch {cfg.batch_size}, {cfg.optimizer.upper()}) | "
                     f"{Spread.of(r.ours)} | {Spread.of(r.lightly)} | {r.ratio} | {knn} | {epoch_rate} | {r.goal()} |")
-    first = preset(results[0].name)
-    knn_note = (f"kNN top-1 (%) after {epochs} epochs of each side from scratch, {train_images} training images "
-                f"voting for {test_images} test images (k=200, T=0.07)" if epochs else
+    first, processes = preset(results[0].name), count(workers, "DataLoader worker process", "es")
+    knn_note = (f"kNN top-1 (%) after {count(epochs, 'epoch')} of each side from scratch, {train_images} training "
+                f"images voting for {test_images} test images (k=200, T=0.07)" if epochs else
                 "kNN not measured (`--epochs N` trains each side N epochs and measures it)")
     return f"""
 `python -m bench.vs_lightly{f' --epochs {epochs}' if epochs else ''}`: each method's `fmnist` preset trained by this
 project's engine (in-memory uint8 images, views batched on the {where}) and by lightly {lightly_version}
-(torchvision's FashionMNIST as PIL images through lightly's transform in {workers} DataLoader worker
-process{'es' if workers != 1 else ''}, one per CPU this process may run on; lightly's heads, losses, momentum
-update, SplitBatchNorm and LARS), both on timm's {first.arch} at {first.image_size} px from the same seed, with
-the same batch, augmentation numbers, lr at every step, weight decay and steps. Images per second end to end
-(loading included) over {steps} steps after {warmup} warm-up steps, ours and lightly's timed interleaved
-{repeats} time{'s' if repeats != 1 else ''}: median (min-max); the ratio is of the medians, with the range of the
-per-repeat ratios. {knn_note}. Goal: at least {GOAL}x lightly's throughput at an equal or better kNN.
+(torchvision's FashionMNIST as PIL images through lightly's transform in {processes}, one per CPU this process
+may run on; lightly's heads, losses, momentum update, SplitBatchNorm and LARS),
+both on timm's {first.arch} at {first.image_size} px from the same seed, with the same batch, augmentation numbers,
+lr at every step, weight decay and steps. Images per second end to end (loading included) over
+{count(steps, 'step')} after {count(warmup, 'warm-up step')}, ours and lightly's timed interleaved
+{count(repeats, 'time')}: median (min-max); the ratio is of the medians, with the range of the per-repeat ratios.
+{knn_note}. Goal: at least {GOAL}x lightly's throughput at an equal or better kNN.
 
 {HEADER}
 {chr(10).join(rows)}
@@ -400,7 +416,8 @@ def main(argv=None) -> str:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed run")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--epochs", type=int, default=0, help="train each side N epochs and measure kNN (0: skip)")
-    parser.add_argument("--quick", action="store_true", help="a few steps on 2048 images, once; prints only")
+    parser.add_argument("--quick", action="store_true",
+                        help="one warm-up and one timed step of each side on 2048 images; prints only")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     try:
@@ -409,7 +426,7 @@ def main(argv=None) -> str:
         parser.error("lightly is not installed: pip install -e '.[bench]'")
     subset = 0
     if args.quick:
-        subset, args.repeats, args.warmup, args.steps, args.no_write = 2048, 1, 1, 2, True
+        subset, args.repeats, args.warmup, args.steps, args.no_write = 2048, 1, 1, 1, True
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workers = len(os.sched_getaffinity(0))
     data = datasets.load("fashion-mnist", 32, subset)
