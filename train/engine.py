@@ -11,8 +11,8 @@ kNN monitor, a log row and an atomic checkpoint. At the end ``export()`` goes to
 from __future__ import annotations
 
 import copy
+import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +38,6 @@ from .methods import METHODS
 from .methods.base import Method, Progress, StepOutput
 
 CHECKPOINT = "checkpoint.pt"
-MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 
 
 @dataclass
@@ -198,10 +197,14 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
 
     folder = None
     if export and rank == 0:
-        folder = export_model(model.export(), method, preset, cfg, data, preprocess, device, name)
+        history = dict(method=method, preset=preset, device=str(device), processes=world,
+                       epochs=[{k: float(v) for k, v in r.items() if k in ("epoch", "loss", "knn_top1", "seconds")}
+                               for r in log.rows],
+                       train_minutes=round(sum(float(r["seconds"]) for r in log.rows) / 60, 2))
+        folder = export_model(model.export(), method, preset, cfg, data, preprocess, device, name, history=history)
         for suffix, extra in model.extra_exports().items():  # each a registered timm architecture, its cfg says what
             export_model(extra, method, preset, cfg, data, preprocess, device, f"{folder.name}-{suffix}",
-                         extra.pretrained_cfg["description"], extra.pretrained_cfg["architecture"])
+                         extra.pretrained_cfg["description"], extra.pretrained_cfg["architecture"], history)
     if world > 1:
         torch.distributed.destroy_process_group()
     return folder
@@ -216,8 +219,9 @@ def write_checkpoint(model: torch.nn.Module, folder: Path, cfg: Config, data: da
 
 
 def export_model(model, method, preset, cfg, data, preprocess, device, name=None, description=None,
-                 arch=None) -> Path:
-    """Measure the final kNN on the full splits and write the exported model to the local zoo."""
+                 arch=None, history: dict | None = None) -> Path:
+    """Measure the final kNN on the full splits and write the exported model to the local zoo, with
+    ``history`` (the training curve and its minutes) as ``training.json`` beside it for the leaderboard."""
     name, arch = name or export_name(method, preset, cfg), arch or cfg.arch
     knn = knn_monitor(model, data, preprocess, device)
     recipe = {"preset": preset, "dataset": cfg.dataset, "epochs": cfg.epochs, "batch size": cfg.batch_size,
@@ -230,7 +234,8 @@ def export_model(model, method, preset, cfg, data, preprocess, device, name=None
     text = zoo.card.render(name, method, arch, "fashion-mnist" if cfg.dataset == "fashion-mnist" else cfg.dataset,
                            description, {zoo.card.KNN_METRIC: knn}, recipe)
     folder = write_checkpoint(model, zoo_home() / name, cfg, data, text)
-    if entry and MODEL_CARDS.is_dir():  # the project's published cards live in the repository too
-        shutil.copy(folder / zoo.checkpoint.CARD, MODEL_CARDS / f"{name}.md")
+    if history:
+        record = dict(history, dataset=cfg.dataset, arch=arch)
+        (folder / zoo.checkpoint.TRAINING).write_text(json.dumps(record, indent=1) + "\n")
     print(f"exported {name} (kNN top-1 {knn:.2f}%) to {folder}", flush=True)
     return folder

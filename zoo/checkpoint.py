@@ -29,6 +29,7 @@ from timm.models import save_for_hf
 from .registry import ZooError
 
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
+TRAINING = "training.json"  # beside a model trained here: its recipe, curve and minutes (the leaderboard reads it)
 
 
 def is_checkpoint(folder: Path) -> bool:
