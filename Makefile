@@ -37,7 +37,9 @@ demo: setup data
 	$(PY) -m app.demo
 
 bench: setup data
-	$(PY) -m bench.knn_fmnist
+	$(PY) -m bench.knn_fmnist --skip-trained
+	$(PY) -m bench.claims --train --skip-trained
+	$(PY) -m bench.leaderboard
 	$(PY) -m bench.throughput
 	$(PY) -m bench.load_app
 	$(PY) -m bench.app_bombs

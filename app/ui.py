@@ -46,7 +46,7 @@ from gradio.utils import get_upload_folder  # noqa: E402
 from starlette.datastructures import Headers  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 
-from . import gallery  # noqa: E402
+from . import gallery, lineage  # noqa: E402
 from .bank import Bank  # noqa: E402
 from .search import Searcher  # noqa: E402
 
@@ -288,27 +288,31 @@ def build_ui(banks: list[Bank] | list[Searcher]) -> gr.Blocks:
     with gr.Blocks(title="Contrastive zoo: image search", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Contrastive zoo: image search\nFind the gallery images closest to a query, "
                     "by cosine similarity of self-supervised features.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                query = _query_image()
-                examples = _examples(next(iter(searchers.values())).bank, temp_folder / "examples")
-                if examples:
-                    gr.Examples([[p] for p in examples], inputs=[query], label="Example queries")
-                model = gr.Dropdown(labels, value=labels[0], label="Model (each has a feature bank)")
-                k = gr.Slider(1, MAX_K, value=8, step=1, label="k (results)")
+        with gr.Tabs():
+            with gr.Tab("Search", id="search-tab"):
                 with gr.Row():
-                    go = gr.Button("Search", variant="primary", elem_id="search")
-                    both = gr.Button("Compare all models", elem_id="compare")
-            with gr.Column(scale=2):
-                status = gr.Markdown(elem_id="status")
-                with gr.Tabs() as tabs:
-                    with gr.Tab("Results", id="results"):
-                        results = gr.Gallery(label="Nearest gallery images", columns=4, elem_id="results")
-                        with gr.Accordion("As data", open=False):
-                            rows = gr.JSON(label="hits")
-                    with gr.Tab("Side by side", id="compare"):
-                        rows_per_model = [gr.Gallery(label=label, columns=6, height="auto")
-                                          for label in labels]
+                    with gr.Column(scale=1):
+                        query = _query_image()
+                        examples = _examples(next(iter(searchers.values())).bank, temp_folder / "examples")
+                        if examples:
+                            gr.Examples([[p] for p in examples], inputs=[query], label="Example queries")
+                        model = gr.Dropdown(labels, value=labels[0], label="Model (each has a feature bank)")
+                        k = gr.Slider(1, MAX_K, value=8, step=1, label="k (results)")
+                        with gr.Row():
+                            go = gr.Button("Search", variant="primary", elem_id="search")
+                            both = gr.Button("Compare all models", elem_id="compare")
+                    with gr.Column(scale=2):
+                        status = gr.Markdown(elem_id="status")
+                        with gr.Tabs() as tabs:
+                            with gr.Tab("Results", id="results"):
+                                results = gr.Gallery(label="Nearest gallery images", columns=4, elem_id="results")
+                                with gr.Accordion("As data", open=False):
+                                    rows = gr.JSON(label="hits")
+                            with gr.Tab("Side by side", id="compare"):
+                                rows_per_model = [gr.Gallery(label=label, columns=6, height="auto")
+                                                  for label in labels]
+            with gr.Tab("Lineage", id="lineage"):
+                lineage.render()
         searched = go.click(search, [query, model, k], [results, status, rows], api_name="search",
                             batch=True, max_batch_size=MAX_BATCH, concurrency_limit=CONCURRENCY)
         searched.then(lambda: gr.Tabs(selected="results"), None, tabs, api_name=False, queue=False)

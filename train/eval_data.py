@@ -21,6 +21,8 @@ from tqdm import tqdm
 import zoo
 import zoo.data
 
+from .data import Mapped
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -41,16 +43,11 @@ class FashionMNIST(Dataset):
         return Image.fromarray(self.split.data[index].numpy()).convert("RGB"), int(self.split.targets[index])
 
 
-class Transformed(Dataset):
-    def __init__(self, dataset: Dataset, transform):
-        self.dataset, self.transform = dataset, transform
+def transformed(dataset: Dataset, transform) -> Mapped:
+    """(transform(RGB image), label) of a dataset of (PIL image of any mode, label)."""
+    from torchvision import transforms
 
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        image, label = self.dataset[index]
-        return self.transform(image.convert("RGB")), label
+    return Mapped(dataset, transforms.Compose([zoo.ToRGB(), transform]))
 
 
 @dataclass
@@ -129,7 +126,7 @@ def workers() -> int:
 @torch.no_grad()
 def extract(model, dataset: Dataset, transform, device, title: str) -> torch.Tensor:
     """The model's pooled features of every image, in order, in eval mode, on ``device``'s batches."""
-    loader = DataLoader(Transformed(dataset, transform), batch_size=128, num_workers=workers())
+    loader = DataLoader(transformed(dataset, transform), batch_size=128, num_workers=workers())
     model.eval().to(device)
     out = [model(images.to(device)).float().cpu() for images, _ in tqdm(loader, desc=title, leave=False)]
     return torch.cat(out)

@@ -26,7 +26,7 @@ import zoo.card
 import zoo.checkpoint
 
 from .eval import record
-from .eval_data import EvalDataError, Transformed, splits, workers
+from .eval_data import EvalDataError, splits, transformed, workers
 from .schedules import cosine
 
 
@@ -57,9 +57,9 @@ def finetune(name: str, data: str = "fashion-mnist", epochs: int = 1, lr: float 
     torch.manual_seed(seed)
     model = zoo.load(name, num_classes=len(split.classes)).to(device)
     config = data_config(model)
-    train = DataLoader(Transformed(split.train, create_transform(**config, is_training=True)), batch_size=batch_size,
+    train = DataLoader(transformed(split.train, create_transform(**config, is_training=True)), batch_size=batch_size,
                        shuffle=True, drop_last=True, num_workers=workers())
-    test = DataLoader(Transformed(split.test, create_transform(**config)), batch_size=128, num_workers=workers())
+    test = DataLoader(transformed(split.test, create_transform(**config)), batch_size=128, num_workers=workers())
     if len(train) == 0:
         raise EvalDataError(f"{len(split.train)} training images cannot fill one batch of {batch_size}: lower "
                             "--batch-size or add images")
