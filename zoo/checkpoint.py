@@ -89,7 +89,7 @@ def _restore(folder: Path) -> None:
     """Under the lock: undo the first of the two renames of a killed :func:`_swap`."""
     if not os.path.lexists(folder) and _old(folder).is_dir():
         _old(folder).rename(folder)
-        _fsync(folder.parent)
+        fsync(folder.parent)
 
 
 def _check_replaceable(folder: Path, owned: Callable[[Path], bool], what: str) -> None:
@@ -116,7 +116,7 @@ def _swap(staging: Path, folder: Path) -> None:
     """Put ``staging`` at ``folder``. A kill between the two renames of the fallback leaves only ``.NAME.old``,
     which :func:`_restore` puts back."""
     if os.path.lexists(folder) and _exchange(staging, folder):
-        _fsync(folder.parent)
+        fsync(folder.parent)
         _remove(staging)  # now the old folder
         return
     old = _old(folder)
@@ -124,7 +124,7 @@ def _swap(staging: Path, folder: Path) -> None:
         _remove(old)  # left by a writer killed after its swap: ``folder`` is whole
         os.rename(folder, old)
     os.rename(staging, folder)
-    _fsync(folder.parent)
+    fsync(folder.parent)
     _remove(old)
 
 
@@ -155,7 +155,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(error, os.strerror(error), str(b))
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder's entries) to the disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -166,8 +167,8 @@ def _fsync(path: Path) -> None:
 def _fsync_tree(root: Path) -> None:
     """Flush every file and folder under ``root``, so that no swap exposes data still in the page cache."""
     for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):
-        _fsync(path)
-    _fsync(root)
+        fsync(path)
+    fsync(root)
 
 
 def _remove(path: Path) -> None:

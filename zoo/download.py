@@ -21,6 +21,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from .checkpoint import fsync
 from .registry import ENTRIES, ZooError, suggest
 
 CHUNK = 1 << 20
@@ -77,10 +78,10 @@ def fetch(url: str, dest: Path, sha256: str = "", size: int = 0, *, progress: bo
                                    f"in {partial}. Fix: run the same command again to resume.") from None
                 time.sleep(min(0.5 * 2 ** attempt, 4.0))
         _check(partial, url, sha256, size)
-        _fsync(partial)
+        fsync(partial)
         os.replace(partial, dest)
         _meta(partial).unlink(missing_ok=True)
-        _fsync(dest.parent)
+        fsync(dest.parent)
     return dest
 
 
@@ -227,11 +228,3 @@ def _check(partial: Path, url: str, sha256: str, size: int) -> None:
             _discard(partial)
             raise ZooError(f"SHA-256 mismatch for {url}: the registry records {sha256}, the download is {digest}. "
                            f"The download was deleted and nothing was converted. {fix}")
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
