@@ -14,7 +14,7 @@ Runs are trained only with ``--train``; a claim is reported once all its runs ar
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -48,8 +48,7 @@ class Claim:
         """The variants, then the preset's own run (the lineage's), ordered by value."""
         preset = lineage.lineage_run(self.method, scale)
         own = preset.cfg.method[self.key]
-        labelled = lineage.Run(preset.method, f"{preset.label}, {self.symbol} = {own}", preset.cfg, preset.folder,
-                               preset.name)
+        labelled = replace(preset, label=f"{preset.label}, {self.symbol} = {own}")
         variants = [lineage.lineage_run(self.method, scale, (self.key, self.symbol, v)) for v in self.values]
         return sorted(variants + [labelled], key=lambda run: run.cfg.method[self.key])
 

@@ -254,7 +254,7 @@ def train(run: Run, clock: BareClock) -> dict:
     before = clock.measured[-1] if clock.measured else clock.measure()
     began = time.time()
     pending = dict(began=began, bare_epoch=before)
-    (run.folder).mkdir(parents=True, exist_ok=True)
+    run.folder.mkdir(parents=True, exist_ok=True)
     (run.folder / SESSIONS).write_text(json.dumps(dict(config=as_json(run.cfg), sessions=sessions + [pending])))
     folder = fit(run.method, "fmnist", run.cfg, run.folder, resume=bool(sessions), name=run.name)
     ended = time.time()

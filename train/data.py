@@ -111,11 +111,12 @@ def evaluation_transform(size: int):
     return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
 
 
-def _labels(dataset: Dataset) -> torch.Tensor:
+def labels(dataset: Dataset) -> torch.Tensor:
+    """The labels of a (image, label) dataset, through subsets and transforms, without reading an image."""
     if isinstance(dataset, Subset):
-        return _labels(dataset.dataset)[dataset.indices]
+        return labels(dataset.dataset)[dataset.indices]
     if isinstance(dataset, Mapped):
-        return _labels(dataset.dataset)
+        return labels(dataset.dataset)
     if isinstance(dataset, TensorDataset):
         return dataset.tensors[1]
     return torch.as_tensor(dataset.targets)
@@ -145,5 +146,5 @@ def load(name: str, size: int, subset: int = 0, seed: int = 0) -> Data:
         kept = random_subset(len(train), subset, seed)
         train, test = Subset(train, kept), Subset(test, random_subset(len(test), max(subset // 4, 1), seed))
         files = Subset(files, kept) if files is not None else None
-    return Data(train, test, _labels(train), _labels(test), tuple(stats["mean"]), tuple(stats["std"]), crop_pct,
+    return Data(train, test, labels(train), labels(test), tuple(stats["mean"]), tuple(stats["std"]), crop_pct,
                 files)

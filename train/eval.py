@@ -20,24 +20,26 @@ from pathlib import Path
 import torch
 
 import zoo
+import zoo.checkpoint
 
 from . import probe
 from .eval_data import EvalDataError, features, splits
 from .knn import knn_accuracy
 
 PROTOCOLS = ("knn", "linear")
+RESULTS = "eval.json"  # beside a local model: one entry per protocol and dataset
 
 
-def results_path(name: str) -> Path:
-    """Where ``name``'s results go: its own folder when it is a local one, else the zoo's results folder."""
-    folder = zoo.resolve(name)
+def results_path(name: str, folder: Path) -> Path:
+    """Where the results of ``name`` (resolved to ``folder``) go: that folder when it is a local one (in the
+    zoo, or given as a path), else the zoo's results folder (never the Hugging Face cache)."""
     if folder.is_relative_to(zoo.zoo_home()) or Path(name).expanduser().is_dir():
-        return folder / "eval.json"
-    return zoo.zoo_home() / "results" / f"{folder.name if Path(name).is_dir() else name}.json"
+        return folder / RESULTS
+    return zoo.zoo_home() / "results" / f"{name}.json"
 
 
-def record(name: str, key: str, result: dict) -> Path:
-    path = results_path(name)
+def record(path: Path, key: str, result: dict) -> Path:
+    """Add ``result`` under ``key`` to the JSON results file ``path``, atomically."""
     results = json.loads(path.read_text()) if path.is_file() else {}
     results[key] = result
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,9 +56,10 @@ def evaluate(protocol: str, name: str, data: str = "fashion-mnist", val_fraction
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     began = time.time()
-    model = zoo.load(name)
+    folder = zoo.resolve(name)
+    model, digest = zoo.checkpoint.load_with_digest(folder)  # the digest keys the feature cache
     split = splits(data, val_fraction, seed)
-    f = features(name, model, split, device)
+    f = features(model, digest, split, device)
     if protocol == "knn":
         top1, extra = knn_accuracy(torch.nn.functional.normalize(f["train"], dim=1), f["train_labels"],
                                    torch.nn.functional.normalize(f["test"], dim=1), f["test_labels"]), dict(k=200, T=0.07)
@@ -67,7 +70,7 @@ def evaluate(protocol: str, name: str, data: str = "fashion-mnist", val_fraction
                   train_images=len(f["train"]), test_images=len(f["test"]), seconds=round(time.time() - began, 1),
                   **extra)
     if write:
-        result["written_to"] = str(record(name, f"{protocol}:{data}", result))
+        result["written_to"] = str(record(results_path(name, folder), f"{protocol}:{data}", result))
     return result
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 import zoo
 import zoo.data
 
-from .data import Mapped
+from .data import Mapped, labels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -35,6 +35,7 @@ class FashionMNIST(Dataset):
 
     def __init__(self, train: bool):
         self.split = zoo.data.fashion_mnist(train)
+        self.targets = self.split.targets
 
     def __len__(self):
         return len(self.split.targets)
@@ -58,13 +59,6 @@ class Splits:
     test: Dataset
     classes: list[str]
     spec: str  # how to make them again: the cache key's part
-
-    def labels(self, split: Dataset) -> torch.Tensor:
-        if isinstance(split, Subset):
-            return self.labels(split.dataset)[split.indices]
-        if isinstance(split, FashionMNIST):
-            return split.split.targets.clone()
-        return torch.as_tensor(split.targets)
 
 
 def image_folder(path: Path):
@@ -136,19 +130,18 @@ def cache_folder() -> Path:
     return zoo.zoo_home() / ".features"
 
 
-def features(name: str, model, data: Splits, device) -> dict:
-    """Train and test features of ``model`` (zoo name ``name``) on ``data``, with labels and the resolution;
-    cached under ``$ZOO_HOME/.features`` by the model's weights, the data and the transform."""
+def features(model, weights_digest: str, data: Splits, device) -> dict:
+    """Train and test features of ``model`` on ``data``, with labels and the resolution; cached under
+    ``$ZOO_HOME/.features`` by the sha256 of the model's weights (``zoo.checkpoint.load_with_digest``),
+    the data and the transform."""
     transform, resolution = model_transform(model)
-    weights = zoo.resolve(name) / zoo.checkpoint.WEIGHTS
-    key = hashlib.sha256(json.dumps([hashlib.sha256(weights.read_bytes()).hexdigest(), data.spec,
-                                     repr(transform)]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([weights_digest, data.spec, repr(transform)]).encode()).hexdigest()[:24]
     path = cache_folder() / f"{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     out = dict(train=extract(model, data.train, transform, device, "train features"),
                test=extract(model, data.test, transform, device, "test features"),
-               train_labels=data.labels(data.train), test_labels=data.labels(data.test), resolution=resolution)
+               train_labels=labels(data.train), test_labels=labels(data.test), resolution=resolution)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     torch.save(out, partial)

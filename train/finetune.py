@@ -25,7 +25,7 @@ import zoo
 import zoo.card
 import zoo.checkpoint
 
-from .eval import record
+from .eval import RESULTS, record
 from .eval_data import EvalDataError, splits, transformed, workers
 from .schedules import cosine
 
@@ -55,7 +55,8 @@ def finetune(name: str, data: str = "fashion-mnist", epochs: int = 1, lr: float 
     began = time.time()
     split = splits(data, val_fraction, seed)
     torch.manual_seed(seed)
-    model = zoo.load(name, num_classes=len(split.classes)).to(device)
+    source = zoo.resolve(name)
+    model = zoo.checkpoint.load(source, num_classes=len(split.classes)).to(device)
     config = data_config(model)
     train = DataLoader(transformed(split.train, create_transform(**config, is_training=True)), batch_size=batch_size,
                        shuffle=True, drop_last=True, num_workers=workers())
@@ -89,11 +90,11 @@ def finetune(name: str, data: str = "fashion-mnist", epochs: int = 1, lr: float 
     card = card_text(name, out.name, timm_name(model), data, len(split.classes), accuracy, recipe)
     model.cpu().eval()
     folder = zoo.checkpoint.save(model, out, data_config=config, card=card, label_names=split.classes,
-                                 model_args=zoo.checkpoint.read_config(zoo.resolve(name)).get("model_args"))
+                                 model_args=zoo.checkpoint.read_config(source).get("model_args"))
     result = dict(protocol="finetune", model=str(name), data=split.spec, top1=round(accuracy, 2),
                   resolution=config["input_size"][-1], epochs=epochs, steps=step, first_loss=losses[0],
                   last_loss=losses[-1], seconds=round(time.time() - began, 1), saved_to=str(folder))
-    record(str(folder), f"finetune:{data}", result)
+    record(folder / RESULTS, f"finetune:{data}", result)
     return result
 
 

@@ -68,15 +68,11 @@ class SimCLR(Method):
         """Further negatives beside the batch: none in SimCLR v1 (SimCLR v2's memory overrides this)."""
         return None
 
-    def remember(self) -> None:
-        """After the loss: nothing to keep in SimCLR v1."""
-
     def forward(self, images, index, progress: Progress) -> StepOutput:
         views = self.augment(images)  # [2B]: view 1 of every image, then view 2
         z = self.project(views)
         keys = distributed.gather_with_grad(z)  # the global batch, gradients flowing back to every process
         loss, accuracy = nt_xent(z, keys, distributed.rank() * len(z), self.temperature, self.negatives(views))
-        self.remember()
         return StepOutput(2 * loss, {"top1": accuracy})  # the authors' loss_a + loss_b
 
 

@@ -38,16 +38,14 @@ class SimCLRv2(SimCLR):
             self.queue = Queue(memory, dim)
 
     def negatives(self, views):
+        """The memory's keys as negatives (from before this step), then this batch's momentum keys enqueued."""
         if not self.memory:
             return None
         momentum_update(self.momentum_encoder, (self.backbone, self.head), self.memory_momentum)  # no gradient
-        self._keys = F.normalize(self.momentum_encoder(views.detach()).float(), dim=1)  # for remember()
-        return self.queue.keys.clone()  # a copy: the enqueue writes in place what backward still needs
-
-    def remember(self) -> None:
-        if self.memory:
-            self.queue.enqueue(distributed.gather_no_grad(self._keys))
-            del self._keys
+        keys = F.normalize(self.momentum_encoder(views.detach()).float(), dim=1)
+        negatives = self.queue.keys.clone()  # a copy: the enqueue writes in place what backward still needs
+        self.queue.enqueue(distributed.gather_no_grad(keys))
+        return negatives
 
     def extra_exports(self) -> dict:
         arch = self.backbone.pretrained_cfg["architecture"]  # the timm name make_backbone built
