@@ -2,6 +2,7 @@
 written here in TensorFlow's format reads back exactly, fake SimCLR and BYOL releases convert to the
 features of the network they were made from, and damaged or crafted files are refused, running nothing."""
 import collections
+import math
 import os
 import pickle
 import struct
@@ -12,13 +13,14 @@ import numpy as np
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 import zoo
 import zoo.layouts  # noqa: F401  (registers the converters)
 from zoo import haiku_pickle, tf_checkpoint
 from zoo.checkpoint import check_state_dict
 from zoo.convert import CONVERTERS, convert
-from zoo.registry import ZooError
+from zoo.registry import ENTRIES, ZooError
 
 # --- a TensorFlow checkpoint writer (BundleWriter's files: an SSTable index and data shards) ----------------
 
@@ -130,13 +132,54 @@ def scratch():
     return timm.create_model("resnet50", num_classes=0).eval()
 
 
+IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+ATOL = 1e-5  # float32 rounding of the same sums in another order
+
+
 def features(model, state=None):
     """The features of ``model`` (holding ``state`` if given) for two fixed small images."""
     if state is not None:
         model.load_state_dict(state)
-    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        return model(images)
+        return model(IMAGES)
+
+
+def tf_pad(x, kernel, stride, same, value=0.0):
+    """TensorFlow's and Haiku's 'SAME' padding (``same``): out = ceil(n / stride), the odd pixel of padding after
+    the input; else SimCLR's ``fixed_padding``: (k - 1) // 2 before, the rest after, whatever the input size."""
+    n = x.shape[-1]
+    total = max((math.ceil(n / stride) - 1) * stride + kernel - n, 0) if same else kernel - 1
+    return F.pad(x, (total // 2, total - total // 2) * 2, value=value)
+
+
+def authors_forward(model, same_convs, images=IMAGES):
+    """The network of ``model``'s weights, computed as the authors' frameworks do, with explicit padding and
+    functional ops only: SimCLR's resnet.py (``same_convs=False``: convolutions padded by ``fixed_padding``, the
+    max pool 'SAME') or Haiku's ResNet of BYOL (``same_convs=True``: every layer 'SAME')."""
+    def conv(module, x):
+        k, s = module.kernel_size[0], module.stride[0]
+        return F.conv2d(tf_pad(x, k, s, same_convs), module.weight, stride=s)
+
+    def bn(module, x):
+        return F.batch_norm(x, module.running_mean, module.running_var, module.weight, module.bias, False, 0.0,
+                            module.eps)
+
+    with torch.no_grad():
+        x = F.relu(bn(model.bn1, conv(model.conv1, images)))
+        x = F.max_pool2d(tf_pad(x, 3, 2, True, -math.inf), 3, 2)
+        for block in (b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer):
+            shortcut = x if block.downsample is None else bn(block.downsample[1], conv(block.downsample[0], x))
+            y = F.relu(bn(block.bn1, conv(block.conv1, x)))
+            y = F.relu(bn(block.bn2, conv(block.conv2, y)))
+            x = F.relu(bn(block.bn3, conv(block.conv3, y)) + shortcut)
+        return x.mean((2, 3))
+
+
+@pytest.mark.parametrize("same_convs", [False, True])
+def test_the_reference_of_the_authors_padding_differs_from_timms(source, same_convs):
+    """What the converted models must reproduce is not what timm's resnet50 computes from the same weights: the
+    features tests below (to within ATOL) would pass with timm's padding otherwise."""
+    assert (authors_forward(source, same_convs) - features(source)).abs().max() > 10 * ATOL
 
 
 # The fakes name the network as the authors' code does, written here from their sources rather than from the
@@ -303,9 +346,8 @@ def test_a_damaged_or_unsupported_checkpoint_is_refused_saying_why(tmp_path, how
 def test_a_simclr_tf1_release_converts_to_the_features_of_its_network(zoo_home, tmp_path, source, scratch):
     """v1's model.ckpt-225206 (in ResNet50_1x.zip) and v2's model.ckpt-250228 share these names."""
     write_checkpoint(tmp_path / "model.ckpt-225206", simclr_tf1(source))
-    expected = features(source)
     folder = convert("simclr-v1-r50", tmp_path / "model.ckpt-225206.index")
-    assert torch.allclose(features(zoo.load("simclr-v1-r50")), expected, atol=1e-5)
+    assert torch.allclose(features(zoo.load("simclr-v1-r50")), authors_forward(source, same_convs=False), atol=ATOL)
     # SimCLR's networks take RGB in [0, 1]: the checkpoint tells users not to normalise
     data = timm.data.resolve_data_config(model=zoo.load(str(folder)))
     assert tuple(data["mean"]) == (0.0, 0.0, 0.0) and tuple(data["std"]) == (1.0, 1.0, 1.0)
@@ -435,7 +477,8 @@ def test_a_byol_release_converts_to_the_features_of_its_online_network(tmp_path,
     reader = CONVERTERS["byol"]
     state = reader.to_timm(reader.load(tmp_path / "pretrain_res50x1.pkl"))
     check_state_dict(scratch.state_dict(), state, "byol")
-    assert torch.allclose(features(scratch, state), features(source), atol=1e-5)
+    haiku = timm.create_model(ENTRIES["byol-r50"].arch, num_classes=0).eval()  # what `zoo convert` builds
+    assert torch.allclose(features(haiku, state), authors_forward(source, same_convs=True), atol=ATOL)
 
 
 def test_byol_files_of_other_layouts_or_networks_are_refused_naming_them():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from huggingface_hub import EvalResult, ModelCardData
+from timm.models import model_entrypoint
 
 from .registry import PAPERS, STAGE_NAMES, STAGES
 
@@ -94,6 +95,9 @@ def for_entry(entry) -> str:
         eval_results=results)
     args = ", ".join(f"{key}={value!r}" for key, value in entry.model_args.items())
     architecture = f"timm `{entry.arch}`" + (f" with `model_args` `{args}`" if args else " (timm's default arguments)")
+    home = model_entrypoint(entry.arch).__module__
+    if home.startswith("zoo."):  # the zoo's own: timm builds it only once zoo has registered it
+        architecture += f", an architecture `import zoo` registers with timm (`{home}`)"
     epochs = f"{entry.epochs} epochs" if entry.epochs else "epochs not recorded in the registry"
     if entry.linear_top1 is not None:
         top1 = (f"{percent(entry.linear_top1)}% ImageNet-1k linear-probe top-1, as reported in "

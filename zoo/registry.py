@@ -156,14 +156,14 @@ ENTRIES = {e.name: e for e in [
           licence="MIT"),
     # SimCLR v1 and v2 (TensorFlow checkpoints, read by zoo/layouts/simclr_tf.py). The README gives no epochs for
     # the releases; the papers train these models for 1000 (v1, section 6) and 800 (v2) epochs.
-    Entry("simclr-v1-r50", "simclr", "resnet50", "imagenet-1k", "authors",
+    Entry("simclr-v1-r50", "simclr", "resnet50_samepool", "imagenet-1k", "authors",
           "SimCLR v1 ResNet-50 (1x) released by the authors (TensorFlow), the base network without the "
           "supervised linear head (the v1 release has no projection head).",
           release="https://storage.cloud.google.com/simclr-gcs/checkpoints/ResNet50_1x.zip",
           epochs=1000, linear_top1=69.1,
           top1_source="SimCLR README, pre-trained models for SimCLRv1 (https://github.com/google-research/simclr)",
           licence="Apache-2.0", preprocessing=SIMCLR_INPUT),
-    Entry("simclr-v2-r50", "simclrv2", "resnet50", "imagenet-1k", "authors",
+    Entry("simclr-v2-r50", "simclrv2", "resnet50_samepool", "imagenet-1k", "authors",
           "SimCLR v2 ResNet-50 (1x, no selective kernels) released by the authors (TensorFlow, r50_1x_sk0), the "
           "base network without projection or linear heads.",
           release="gs://simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0",
@@ -179,7 +179,7 @@ ENTRIES = {e.name: e for e in [
           epochs=800, linear_top1=75.3,
           top1_source="SwAV README, Model Zoo table (https://github.com/facebookresearch/swav)",
           licence="CC-BY-NC-4.0"),
-    Entry("byol-r50", "byol", "resnet50", "imagenet-1k", "authors",
+    Entry("byol-r50", "byol", "resnet50_same", "imagenet-1k", "authors",
           "BYOL ResNet-50 (1x) released by the authors (JAX/Haiku), the online encoder without projector and "
           "predictor.",
           release="https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl",

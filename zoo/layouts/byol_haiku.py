@@ -22,8 +22,8 @@ weight / bias, and its moving statistics are the ``average`` of the state module
 ``.../~/var_ema``. The projector, predictor and classifier, the target network and the optimizer state are dropped.
 
 Haiku pads convolutions and the max pool the 'SAME' way (on even sizes, one more pixel after the input than
-before), timm symmetrically: the converted weights are exact, the features differ slightly from JAX's at the
-borders of stride-2 layers.
+before), timm symmetrically: the release converts to ``resnet50_same`` (:mod:`zoo.architectures`), timm's
+ResNet-50 with its strided layers padded as Haiku does, which gives JAX's features.
 """
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ norm's weight, bias, running_mean, running_var. Everything else is dropped: the 
 (``r50_*_sk1``), wider (2x, 4x) and deeper checkpoints are refused with what was found.
 
 SimCLR's max pool pads TensorFlow's 'SAME' way (on even sizes only after the input), timm's on both sides:
-the converted weights are exact, the pooled features differ slightly from TensorFlow's. SimCLR's images are
+the releases convert to ``resnet50_samepool`` (:mod:`zoo.architectures`), timm's ResNet-50 with that max
+pool, which gives TensorFlow's features. SimCLR's images are
 RGB in [0, 1] with no mean/std normalization (data_util.py, ``convert_image_dtype`` then clipping); the model
 expects the same.
 """
