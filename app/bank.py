@@ -160,11 +160,12 @@ def embed(model: torch.nn.Module, transform, images) -> torch.Tensor:
 
 
 def build(model: str, data: str, batch_size: int = 256, limit: int = 0, progress: bool = True,
-          index: str = "auto") -> Bank:
+          index: str = "auto", opened: tuple | None = None) -> Bank:
     """Embed the gallery ``data`` (``fashion-mnist`` or a folder) with ``model``; unreadable images are skipped.
-    ``index``: exact, hnsw, ivf, or auto (see :func:`Bank.with_index`)."""
+    ``index``: exact, hnsw, ivf, or auto (see :func:`Bank.with_index`); ``opened``: ``model`` already loaded by
+    :func:`open_model`."""
     source = gallery.open_source(data, limit)
-    net, transform, meta = open_model(model)
+    net, transform, meta = opened or open_model(model)
     chunks, items, skipped, batch = [], [], [], []
     bar = tqdm(total=len(source), unit="img", desc=f"embedding {source.name} with {Path(model).name}",
                disable=not progress)

@@ -63,23 +63,24 @@ def ensure_model(model: str, preset: str, train: bool = True) -> Path:
     return zoo.resolve(model, download=False)
 
 
-def ensure_bank(model: str, limit: int = 0) -> banks.Bank:
-    """A fresh Fashion-MNIST bank of ``model``: the saved one, or a new one if it is missing or stale."""
+def ensure_searcher(model: str, limit: int = 0) -> Searcher:
+    """A searcher over a fresh Fashion-MNIST bank of ``model``: the saved bank, or a new one if it is missing,
+    stale or of another size. The model is loaded once, and the bank checked against the weights loaded."""
     path = banks.default_path(model, gallery.FASHION_MNIST)
+    opened = banks.open_model(model)
     try:
-        bank = banks.load(path, model=model)
+        bank = banks.load(path)
         if not limit or bank.meta["count"] == limit:
+            searcher = Searcher(bank, opened)  # refuses a stale bank
             say(f"bank {path}: {bank.meta['count']} images, up to date")
-            return bank
+            return searcher
         say(f"bank {path} has {bank.meta['count']} images, {limit} wanted: rebuilding")
-    except banks.StaleBankError as error:
-        say(f"{error} Rebuilding it.")
-    except banks.BankError:
-        say(f"no bank at {path}: building it")
-    bank = banks.build(model, gallery.FASHION_MNIST, limit=limit)
+    except banks.BankError as error:  # stale, damaged, of other features, or none yet
+        say(f"{error} Rebuilding it." if path.exists() else f"no bank at {path}: building it")
+    bank = banks.build(model, gallery.FASHION_MNIST, limit=limit, opened=opened)
     banks.save(bank, path)
     say(f"bank written to {path}")
-    return bank
+    return Searcher(bank, opened)
 
 
 def small_models() -> list[str]:
@@ -97,16 +98,16 @@ def small_models() -> list[str]:
     return names
 
 
-def servable(first: banks.Bank | None) -> tuple[list[Searcher], list[str]]:
-    """A searcher for ``first`` and for every other bank under $ZOO_HOME/banks that is sound and fresh,
-    and a line for each one left out: one broken bank or model never stops the others being served."""
-    paths = ([first.path] if first is not None else []) + [
-        p for p in banks.discover() if not (first is not None and first.path and p.resolve() == first.path.resolve())]
-    served, left_out = [], []
-    for path in paths:
+def servable(ready: list[Searcher]) -> tuple[list[Searcher], list[str]]:
+    """``ready``, then a searcher for every other bank under $ZOO_HOME/banks that is sound and fresh, and a line
+    for each one left out: one broken bank or model never stops the others being served."""
+    have = {searcher.bank.path.resolve() for searcher in ready if searcher.bank.path}
+    served, left_out = list(ready), []
+    for path in banks.discover():
+        if path.resolve() in have:
+            continue
         try:
-            bank = first if first is not None and path == first.path else banks.load(path)
-            served.append(Searcher(bank))  # loads its model and checks the bank against those very weights
+            served.append(Searcher(banks.load(path)))  # loads its model and checks the bank against those weights
         except zoo.ZooError as error:  # stale, damaged, or its model is gone or broken: say so, never search it
             left_out.append(f"{path.name}: {error}")
     return served, left_out
@@ -130,14 +131,13 @@ def main(argv=None) -> int:
     except zoo.ZooError as error:  # a name that resolves nowhere: the user asked for it, so stop and say so
         print(f"[demo] error: {error}", file=sys.stderr)
         return 1
-    first, problems = None, []
+    ready, problems = [], []
     for name in [model] + [m for m in small_models() if m != model]:
         try:
-            bank = ensure_bank(name, args.limit)
-            first = first or bank
+            ready.append(ensure_searcher(name, args.limit))
         except (zoo.ZooError, FileNotFoundError) as error:  # its weights are damaged: serve the other banks
             problems.append(f"{name}: {error}")
-    served, left_out = servable(first)
+    served, left_out = servable(ready)
     for line in problems + left_out:
         say(f"not serving {line}")
     if not served:

@@ -9,10 +9,11 @@ from . import bank as banks
 
 
 class Searcher:
-    """Loads the bank's model (refusing a stale bank) and answers ``search(image, k)``."""
+    """Loads the bank's model (refusing a stale bank) and answers ``search(image, k)``. ``opened``: the model as
+    :func:`app.bank.open_model` gave it, when the caller has loaded it already."""
 
-    def __init__(self, bank: banks.Bank):
-        self.model, self.transform, fingerprint = banks.open_model(bank.model)
+    def __init__(self, bank: banks.Bank, opened: tuple | None = None):
+        self.model, self.transform, fingerprint = opened or banks.open_model(bank.model)
         banks.check_fresh(bank, fingerprint)  # against the very bytes loaded, not a second read of the file
         if self.model.num_features != bank.features.shape[1]:
             raise banks.BankError(f"bank {bank.path} holds {bank.features.shape[1]}-d features but {bank.model!r} "

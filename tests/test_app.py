@@ -11,6 +11,7 @@ from PIL import Image
 
 from app import bank as banks
 from app import demo, gallery
+from zoo import checkpoint
 
 from test_bank import make_folder, make_model  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -244,3 +245,24 @@ def test_demo_banks_every_small_zoo_model_for_side_by_side(tmp_path, monkeypatch
     built = sorted(path.name for path in banks.discover())
     assert built == ["a-fashion-mnist", "b-fashion-mnist"]
     assert "ready: 2 bank(s)" in capsys.readouterr().out
+
+
+def test_the_demo_reads_each_models_weights_once_at_start(tmp_path, monkeypatch, capsys, fashion_mnist):
+    """Each model is loaded once and its bank checked against the very bytes loaded, whether the bank is
+    reused or rebuilt: no second read (or hash) of the weights."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    for name in ("a", "b"):
+        make_model(name)
+    args = ["--model", "a", "--limit", "16", "--no-train", "--no-launch"]
+    assert demo.main(args) == 0
+    reads = []
+    for module, function in ((checkpoint, "load_with_digest"), (banks, "weights_sha256")):
+        real = getattr(module, function)
+        monkeypatch.setattr(module, function, lambda *a, _real=real, _name=function, **k:
+                            reads.append(_name) or _real(*a, **k))
+    assert demo.main(args) == 0
+    assert reads == ["load_with_digest"] * 2 and "up to date" in capsys.readouterr().out
+    make_model("b", seed=1)
+    reads.clear()
+    assert demo.main(args) == 0
+    assert reads == ["load_with_digest"] * 2 and "Stale bank" in capsys.readouterr().out

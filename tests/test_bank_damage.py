@@ -119,7 +119,7 @@ def test_the_demo_serves_every_sound_bank_and_lists_the_others(home, capsys):
     weights = zoo.resolve("cut") / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     edit_config("odd", architecture="resnet_that_does_not_exist")
-    served, left_out = demo.servable(None)
+    served, left_out = demo.servable([])
     assert [s.bank.model for s in served] == ["good"]
     assert len(left_out) == 3
     assert "index.faiss is damaged" in left_out[0] and "model.safetensors is damaged" in left_out[1] \
