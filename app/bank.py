@@ -108,12 +108,12 @@ def weights_sha256(folder: str | Path) -> str:
     return sha256(Path(folder) / checkpoint.WEIGHTS)
 
 
-def fingerprint(model: str, weights_digest: str | None = None, transform=None) -> dict:
+def fingerprint(model: str, weights_digest: str | None = None, transform=None, folder: Path | None = None) -> dict:
     """What ties a bank to ``model``: the weights' hash, the whole config.json (architecture,
     model_args, preprocessing), the timm version that builds it and the transform it gets.
 
-    ``weights_digest`` and ``transform`` are those of a model already loaded (see :func:`open_model`)."""
-    folder = zoo.resolve(model)
+    ``weights_digest``, ``transform`` and ``folder`` are those of a model already loaded (see :func:`open_model`)."""
+    folder = folder or zoo.resolve(model)
     config = checkpoint.read_config(folder)
     return {"model": str(model), "weights": str(folder),
             "weights_sha256": weights_digest or weights_sha256(folder),
@@ -127,7 +127,7 @@ def open_model(model: str) -> tuple[torch.nn.Module, object, dict]:
     folder = zoo.resolve(model)
     net, digest = checkpoint.load_with_digest(folder)
     transform = zoo.transforms(folder)
-    return net, transform, fingerprint(model, digest, transform)
+    return net, transform, fingerprint(model, digest, transform, folder)  # resolved once: one model, one answer
 
 
 # What makes a bank stale, and how to say it: (fingerprint key, what changed).

@@ -266,3 +266,15 @@ def test_the_demo_reads_each_models_weights_once_at_start(tmp_path, monkeypatch,
     reads.clear()
     assert demo.main(args) == 0
     assert reads == ["load_with_digest"] * 2 and "Stale bank" in capsys.readouterr().out
+
+
+def test_a_bank_is_tied_to_the_folder_its_model_was_loaded_from(tmp_path, monkeypatch):
+    """open_model resolves the name once: the fingerprint names the folder the weights came from, even if the
+    name would resolve elsewhere by the time it is asked again."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo"))
+    make_model("m")
+    resolved = []
+    real = banks.zoo.resolve
+    monkeypatch.setattr(banks.zoo, "resolve", lambda *a, **k: resolved.append(a) or real(*a, **k))
+    _, _, meta = banks.open_model("m")
+    assert resolved.count(("m",)) == 1 and meta["weights"] == str(real("m"))
