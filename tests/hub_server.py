@@ -205,7 +205,9 @@ def _handler(hub: HubServer, role: str) -> type[BaseHTTPRequestHandler]:
                 part = data[first:last + 1]
                 return self._send(206, {"ETag": etag, "Accept-Ranges": "bytes", "Content-Length": str(len(part)),
                                         "Content-Range": f"bytes {first}-{last}/{len(data)}"}, part if body else b"")
-            headers = {"ETag": etag, "Content-Length": str(len(data))}
+            headers = {"ETag": etag, "Content-Length": str(len(data)),
+                       "Content-Type": "text/html; charset=utf-8" if data.lstrip()[:1] == b"<" else
+                       "application/octet-stream"}  # as a sign-in or error page comes
             if hub.honour_range:
                 headers["Accept-Ranges"] = "bytes"
             self._send(200, headers, data if body else b"")

@@ -101,6 +101,28 @@ def test_offline_no_download_is_attempted(server, tmp_path, monkeypatch):
     assert server.requests == []
 
 
+def test_a_web_page_in_place_of_the_file_is_refused_and_nothing_is_kept(server, tmp_path):
+    """Cloud links answer a script with a sign-in page, and moved files with an HTML error page (status 200)."""
+    server.files["ResNet50_1x.zip"] = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"
+    with pytest.raises(zoo.ZooError, match="answered with a web page.*--src FILE"):
+        zoo.download.fetch(server.url("/files/ResNet50_1x.zip"), tmp_path / "r.zip", progress=False)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []  # no file, no partial
+
+
+@pytest.mark.parametrize("release, url", [
+    ("https://storage.cloud.google.com/simclr-gcs/checkpoints/ResNet50_1x.zip",
+     "https://storage.googleapis.com/simclr-gcs/checkpoints/ResNet50_1x.zip"),
+    ("gs://simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0/model.ckpt-250228.index",
+     "https://storage.googleapis.com/simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0/model.ckpt-250228.index"),
+    ("gs://simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0", "gs://simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0"),
+    ("https://dl.fbaipublicfiles.com/moco/moco_v2_200ep_pretrain.pth.tar",
+     "https://dl.fbaipublicfiles.com/moco/moco_v2_200ep_pretrain.pth.tar"),
+])
+def test_cloud_storage_links_are_fetched_from_the_endpoint_that_needs_no_account(release, url):
+    """A folder (no file name) stays as it is: `zoo convert` then says to pass the file with --src."""
+    assert zoo.download.download_url(release) == url
+
+
 # -- convert ----------------------------------------------------------------------------------------------------------
 
 def test_convert_downloads_the_registry_release_checks_it_and_converts(server, zoo_home, tmp_path, monkeypatch):

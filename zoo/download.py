@@ -100,13 +100,21 @@ def release(name: str, src: str | None = None, *, progress: bool = True) -> Path
         raise ZooError(f"No converter for {name!r}. {suggest(name, authors)}")
     if src and not is_url(src):
         return Path(src).expanduser()
-    url = src or entry.release
+    url = src or download_url(entry.release)
     if not is_url(url):
         raise ZooError(f"The registry records no download URL for {name!r}: its release is "
                        f"{entry.release or 'not recorded'}. Fix: download the checkpoint from there and pass it "
                        f"with `python -m zoo convert {name} --src FILE`.")
-    checks = dict(sha256=entry.sha256, size=entry.size) if url == entry.release else {}
+    checks = dict(sha256=entry.sha256, size=entry.size) if url == download_url(entry.release) else {}
     return fetch(url, zoo_home() / DOWNLOADS / name / cache_name(url), progress=progress, **checks)
+
+
+def download_url(release: str) -> str:
+    """The URL that serves ``release`` to anyone: Google Cloud Storage's browser links (storage.cloud.google.com,
+    which answers a script with a sign-in page) and ``gs://`` paths of a file become storage.googleapis.com,
+    which serves public objects without an account; other releases are kept as they are."""
+    gcs = re.fullmatch(r"(?:https://storage\.cloud\.google\.com/|gs://)([^/\s]+/\S*[^/\s]\.[A-Za-z0-9]+)", release or "")
+    return f"https://storage.googleapis.com/{gcs.group(1)}" if gcs else release
 
 
 def cache_name(url: str) -> str:
@@ -182,6 +190,9 @@ def _transfer(url: str, partial: Path, size: int, label: str, progress: bool, ti
     except (urllib.error.URLError, OSError) as error:
         raise _Interrupted(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
     with response:
+        if response.headers.get_content_type() == "text/html":  # no release is a web page: a sign-in or error page
+            raise ZooError(f"{url} answered with a web page, not the file (a sign-in page, or the file moved). "
+                           "Fix: open the URL in a browser, download the file, and pass it with --src FILE.")
         total = None
         if offset and response.status == 206:
             first, total = _content_range(response.headers.get("Content-Range"))
