@@ -30,17 +30,15 @@ from torch import nn
 import zoo
 import zoo.checkpoint
 from train import data as datasets
-from train import optim
 from train.augment import Preprocess
 from train.config import Config
-from train.engine import CHECKPOINT, Schedules, export_name, fit, train_step
+from train.engine import CHECKPOINT, export_name, fit
 from train.knn import knn_monitor
 from train.methods import METHODS
-from train.methods.base import Progress
 from zoo.card import KNN_METRIC
 
 from .report import REPORT, remove_section, write_section
-from .throughput import Bare
+from .bare import BARE, bare_step
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -49,8 +47,6 @@ RECORD = "bench.json"
 SESSIONS = "bench.sessions.json"  # the training sessions of a run not yet finished, to resume it
 CPU = torch.device("cpu")
 GOAL_BARE_EPOCHS = 9  # the budget within which a method should beat raw pixels
-# the yardstick: timm's resnet18 with the authors' init, as the fmnist presets build it; the init costs nothing
-BARE = Config(arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=256)
 TRAIN_IMAGES = 60000
 PIXELS = "raw pixels (784-d)"
 
@@ -129,20 +125,6 @@ def lineage_run(method: str, scale: Scale, change: tuple[str, str, object] | Non
 def bare_epoch_seconds(step_seconds: list[float], images: int = TRAIN_IMAGES, batch: int = BARE.batch_size) -> float:
     """The median step times the steps of one epoch (full batches only, as the engine's loader drops the rest)."""
     return statistics.median(step_seconds) * (images // batch)
-
-
-def bare_step(data: datasets.Data, device: torch.device):
-    """A closure running one engine step (schedule, forward, backward, SGD) of the bare backbone on one batch
-    of real images, preprocessed beforehand: the work every method does at least."""
-    torch.manual_seed(0)
-    method = Bare(timm.create_model(BARE.arch, num_classes=0, **BARE.model_args)).to(device)
-    images = torch.stack([data.train[i][0] for i in range(min(BARE.batch_size, len(data.train)))]).to(device)
-    ready = Preprocess(BARE.image_size, data.mean, data.std).to(device)(images)
-    index = torch.arange(len(ready))
-    plan = Schedules.of(BARE, steps_per_epoch=1000)
-    optimizer = optim.build(method, BARE, plan.base_lr)
-    return lambda: train_step(method, method, optimizer, plan, ready, index, Progress(0, 0, plan.total_steps),
-                              BARE, device)
 
 
 class BareClock:

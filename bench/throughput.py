@@ -1,8 +1,12 @@
-"""Training throughput: the engine's InstDisc step against the bare backbone's forward + backward.
+"""Training throughput: each method's engine step against the bare backbone's, on the same images.
 
-The two steps are timed interleaved (one of each, then again, ``--repeats`` times) so that both see
-the same machine load, and reported as medians with their spread: timed one after the other, a
-load that changes mid-run can make the InstDisc step, which does strictly more work, look faster.
+One round times the bare step (the `fmnist` presets' ResNet-18 forward + backward + SGD on the batch already
+resized to 32 px and normalised) and one engine step of every method's `fmnist` preset (its augmentation on
+the device, its views, heads, loss, memory and hooks, and its optimiser) on the same batch of Fashion-MNIST
+images; the order rotates from round to round, and ``--repeats`` rounds are timed after one untimed warm-up
+each, so that every step sees the same machine load. A method's cost is its time over the bare step's in the
+same round, reported as the median with its quartiles: a ratio below 1 would be noise (every method does
+at least the bare step's work), and is flagged as such.
 """
 from __future__ import annotations
 
@@ -12,87 +16,98 @@ import time
 
 import torch
 
-from train import optim
-from train.config import Config
-from train.engine import Schedules, train_step
-from train.methods.base import Method, Progress, StepOutput
-from train.methods.instdisc import PRESETS, build
+from train import data as datasets
+from train.engine import training_loader, training_set
+from train.methods import METHODS
 
+from .bare import BARE, bare_step, engine_step
 from .report import write_section
 
 CPU = torch.device("cpu")
 
 
-class Bare(Method):
-    """The backbone alone on already augmented images: forward, a scalar, backward."""
-
-    def __init__(self, backbone: torch.nn.Module):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, images, index, progress) -> StepOutput:
-        return StepOutput(self.backbone(images).square().mean())
-
-
-def engine_step(method: Method, cfg: Config, images, index):
-    """A closure running one engine step (schedules, forward, backward, hooks, optimiser) of ``method``."""
-    plan = Schedules.of(cfg, steps_per_epoch=1000)
-    optimizer = optim.build(method, cfg, plan.base_lr)
-    return lambda: train_step(method, method, optimizer, plan, images, index, Progress(0, 0, 1000), cfg, CPU)
+def first_batch(name: str, data: datasets.Data, batch: int):
+    """``name``'s `fmnist` method, its config at ``batch`` and its first batch (images, index) of ``data``, through
+    its own training set and an unshuffled loader: the first ``batch`` images, as the bare step's."""
+    torch.manual_seed(0)
+    cfg = METHODS[name].PRESETS["fmnist"].override(batch_size=batch)
+    method = METHODS[name].build(cfg, len(data.train), data.mean, data.std)
+    loader, sampler = training_loader(training_set(data, method), cfg, 0, 1, CPU)
+    sampler.shuffle = False
+    images, index = next(iter(loader))
+    return method, cfg, images, index
 
 
-def interleaved(steps: dict, repeats: int) -> dict[str, list[float]]:
-    """Seconds of each step, ``repeats`` times, alternating between them after one warm-up each."""
-    for step in steps.values():
+def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size) -> dict:
+    """The bare step, then one engine step of each method, all on the first ``batch`` training images."""
+    out = {"bare": bare_step(data, CPU, batch)}
+    for name in names:
+        method, cfg, images, index = first_batch(name, data, batch)
+        out[name] = engine_step(method, cfg, images, index, CPU)
+    return out
+
+
+def rounds(timed: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each step in each of ``repeats`` rounds, after one untimed step each; the order of the
+    steps rotates by one every round, so that none is always first (or always after the same one)."""
+    for step in timed.values():
         step()
-    seconds = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
+    names = list(timed)
+    seconds = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             began = time.perf_counter()
-            step()
+            timed[name]()
             seconds[name].append(time.perf_counter() - began)
     return seconds
 
 
 def spread(values: list[float]) -> str:
     """Median [first quartile - third quartile]."""
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
     return f"{median:.3g} [{q1:.3g}-{q3:.3g}]"
 
 
-def main(batch: int = 256, repeats: int = 10, write: bool = True) -> str:
-    cfg = PRESETS["fmnist"]
-    torch.manual_seed(0)
-    images = torch.randint(0, 256, (batch, 1, 28, 28), dtype=torch.uint8)
-    index = torch.randperm(60000)[:batch]
-    method = build(cfg, 60000, (0.286,) * 3, (0.353,) * 3)
-    with torch.no_grad():
-        ready = method.augment(images)
-    seconds = interleaved({"instdisc": engine_step(method, cfg, images, index),
-                           "bare": engine_step(Bare(method.backbone), cfg, ready, index)}, repeats)
-    per_second = {name: [batch / s for s in values] for name, values in seconds.items()}
-    ratios = [i / b for i, b in zip(seconds["instdisc"], seconds["bare"])]
-    body = f"""
-`python -m bench.throughput`: one optimisation step of the engine at batch {batch}, {cfg.arch} at
-{cfg.image_size} px, timed {repeats} times interleaved with the bare step (median [quartiles]). The InstDisc
-step includes batched augmentation, the 128-d head, NCE against {cfg.method['negatives']} noise rows and the
-memory-bank update; the bare step is backbone forward + backward + SGD on already augmented images.
+def table(seconds: dict[str, list[float]], batch: int) -> str:
+    """A row per step: images/s and seconds, then the per-round ratio to the bare step."""
+    rows = ["| step | images/s | seconds per step | time / bare step (same round) |", "|---|---|---|---|"]
+    for name, values in seconds.items():
+        ratios = [s / b for s, b in zip(values, seconds["bare"])]
+        ratio = "1" if name == "bare" else spread(ratios) + (" (noise: below 1)" if statistics.median(ratios) < 1
+                                                             else "")
+        label = "bare ResNet-18 forward + backward + SGD" if name == "bare" else f"{name} (`fmnist` preset)"
+        rows.append(f"| {label} | {spread([batch / s for s in values])} | {spread(values)} | {ratio} |")
+    return "\n".join(rows)
 
-| step | images/s | seconds per step |
-|---|---|---|
-| InstDisc (`fmnist` preset) | {spread(per_second['instdisc'])} | {spread(seconds['instdisc'])} |
-| bare {cfg.arch} forward + backward | {spread(per_second['bare'])} | {spread(seconds['bare'])} |
-| time ratio InstDisc / bare, per pair | {spread(ratios)} | |
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated methods with an fmnist preset (default: all)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    names = [name for name in args.methods.split(",") if name]
+    unknown = [name for name in names if name not in METHODS or "fmnist" not in METHODS[name].PRESETS]
+    if unknown:
+        parser.error(f"no fmnist preset for {', '.join(unknown)}; choose from "
+                     f"{', '.join(n for n in METHODS if 'fmnist' in METHODS[n].PRESETS)}")
+    data = datasets.load("fashion-mnist", BARE.image_size, BARE.batch_size)
+    seconds = rounds(steps(names, data), args.repeats)
+    body = f"""
+`python -m bench.throughput`: one optimisation step of the engine at batch {BARE.batch_size} on the same Fashion-MNIST
+images, ResNet-18 at 32 px, {torch.get_num_threads()} CPU thread(s), {args.repeats} rounds after a warm-up, the
+order rotating each round; median [quartiles]. A method's step includes its batched augmentation on the
+device, every view's forward and backward, its heads, loss and memory (bank, queue) and its optimiser; the
+bare step is the backbone's forward + backward + SGD on the batch already at 32 px.
+
+{table(seconds, BARE.batch_size)}
 """
-    if write:
+    if not args.no_write:
         write_section("Training throughput", body)
     return body
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
-    args = parser.parse_args()
-    print(main(args.batch, args.repeats, write=not args.no_write))
+    print(main())

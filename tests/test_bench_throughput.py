@@ -1,0 +1,35 @@
+"""The throughput benchmark's own logic: every method's step runs on the bare step's images, rounds rotate
+their order, and a method measured faster than the bare step is called noise. Nothing is timed here."""
+import math
+
+from bench import throughput
+from train import data as datasets
+from train.methods import METHODS
+
+
+def test_each_round_rotates_the_order_so_no_step_is_always_first():
+    calls = []
+    timed = {name: (lambda name=name: calls.append(name)) for name in ("bare", "a", "b")}
+    seconds = throughput.rounds(timed, repeats=3)
+    assert calls[:3] == ["bare", "a", "b"]  # the untimed warm-up
+    assert calls[3:] == ["bare", "a", "b", "a", "b", "bare", "b", "bare", "a"]
+    assert all(len(values) == 3 for values in seconds.values())
+
+
+def test_a_method_faster_than_the_bare_step_is_reported_as_noise():
+    text = throughput.table({"bare": [2.0, 2.0, 2.0], "slow": [4.0, 4.2, 3.8], "odd": [1.0, 1.9, 1.5]}, batch=256)
+    rows = {row.split(" | ")[0].strip("| "): row for row in text.splitlines()[2:]}
+    assert rows["slow (`fmnist` preset)"].endswith("| 2 [1.95-2.05] |")
+    assert "(noise: below 1)" in rows["odd (`fmnist` preset)"] and "noise" not in rows["slow (`fmnist` preset)"]
+    assert rows["bare ResNet-18 forward + backward + SGD"].endswith("| 1 |")
+
+
+def test_every_method_steps_on_the_same_images_as_the_bare_step(fashion_mnist):
+    data = datasets.load("fashion-mnist", 32, 32)
+    names = [name for name in METHODS if "fmnist" in METHODS[name].PRESETS]
+    for name in names:  # the bare step takes the first 16 images: so does every method's loader
+        assert throughput.first_batch(name, data, 16)[3].tolist() == list(range(16)), name
+    timed = throughput.steps(names, data, batch=16)
+    assert list(timed) == ["bare", *names]
+    for name, step in timed.items():
+        assert math.isfinite(step().loss.item()), name
