@@ -64,3 +64,18 @@ def test_the_app_has_a_lineage_tab_even_before_a_leaderboard_exists(zoo_home):
     texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     assert any("No leaderboard yet" in str(t) for t in texts)
     assert any("Stage 4: Transformers" in str(t) for t in texts)
+
+
+def test_recorded_results_of_the_same_weights_are_reused_and_new_weights_are_measured(tmp_path, zoo_home,
+                                                                                      monkeypatch):
+    data = str(image_folder(tmp_path / "data"))
+    folder = trained(zoo_home, "instdisc-resnet18-fmnist", "instdisc", [76.0])
+    first = leaderboard.measure(str(folder), data)
+    calls = []
+    real = leaderboard.evaluate
+    monkeypatch.setattr(leaderboard, "evaluate", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    assert leaderboard.measure(str(folder), data) == first and calls == []  # nothing measured twice
+    torch.manual_seed(1)
+    zoo.checkpoint.save(timm.create_model("resnet18", num_classes=0), folder, data_config=CONFIG, card="# t\n")
+    leaderboard.measure(str(folder), data)
+    assert calls == ["knn", "linear"]  # other weights: measured afresh

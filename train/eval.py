@@ -68,7 +68,7 @@ def evaluate(protocol: str, name: str, data: str = "fashion-mnist", val_fraction
         top1, extra = fitted["top1"], dict(penalty=fitted["penalty"])
     result = dict(protocol=protocol, model=str(name), data=split.spec, top1=round(top1, 2), resolution=f["resolution"],
                   train_images=len(f["train"]), test_images=len(f["test"]), seconds=round(time.time() - began, 1),
-                  **extra)
+                  features_cached=f["cached"], weights_sha256=digest, **extra)
     if write:
         result["written_to"] = str(record(results_path(name, folder), f"{protocol}:{data}", result))
     return result

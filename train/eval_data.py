@@ -133,12 +133,12 @@ def cache_folder() -> Path:
 def features(model, weights_digest: str, data: Splits, device) -> dict:
     """Train and test features of ``model`` on ``data``, with labels and the resolution; cached under
     ``$ZOO_HOME/.features`` by the sha256 of the model's weights (``zoo.checkpoint.load_with_digest``),
-    the data and the transform."""
+    the data and the transform. ``cached`` says whether they were read from the cache (no extraction timed)."""
     transform, resolution = model_transform(model)
     key = hashlib.sha256(json.dumps([weights_digest, data.spec, repr(transform)]).encode()).hexdigest()[:24]
     path = cache_folder() / f"{key}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        return {**torch.load(path, weights_only=True), "cached": True}
     out = dict(train=extract(model, data.train, transform, device, "train features"),
                test=extract(model, data.test, transform, device, "test features"),
                train_labels=labels(data.train), test_labels=labels(data.test), resolution=resolution)
@@ -146,4 +146,4 @@ def features(model, weights_digest: str, data: Splits, device) -> dict:
     partial = path.with_suffix(".partial")
     torch.save(out, partial)
     partial.replace(path)
-    return out
+    return {**out, "cached": False}
