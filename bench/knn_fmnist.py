@@ -301,9 +301,20 @@ def meets_goal(knn: float, pixels: float, bare_epochs: float) -> bool:
 
 
 def shortfall(res: Result, pixels: float) -> str:
-    """The facts of a method that misses the goal: its kNN against raw pixels, and its budget."""
-    return (f"- {res.run.label}: kNN {res.knn:.2f}% against raw pixels' {pixels:.2f}%, after "
-            f"{res.bare_epochs:.1f} bare epochs ({res.run.cfg.epochs} epochs of its preset).")
+    """The facts of a method that misses the goal (its kNN against raw pixels, its budget) and what its monitor
+    says of why: over the budget, still rising when the preset stopped, or falling with budget left."""
+    line = (f"- {res.run.label}: kNN {res.knn:.2f}% against raw pixels' {pixels:.2f}%, after "
+            f"{res.bare_epochs:.1f} bare epochs ({res.run.cfg.epochs} epochs of its preset)")
+    left = GOAL_BARE_EPOCHS - res.bare_epochs
+    monitor = [(epoch, knn) for epoch, _, knn in res.curve]
+    best_epoch, best = max(monitor, key=lambda point: point[1])
+    if left < 0:
+        return line + f": it needs more than the budget of {GOAL_BARE_EPOCHS} bare epochs."
+    if best > monitor[-1][1]:
+        return (line + f". Its monitor peaked at {best:.1f}% after epoch {best_epoch} and fell to "
+                f"{monitor[-1][1]:.1f}%, with {left:.1f} bare epochs of the budget unused: the budget did not limit "
+                "it; training on made its features worse by the monitor.")
+    return line + f". Its monitor was still rising, with {left:.1f} bare epochs unused: a longer preset may reach the goal."
 
 
 # --- report ---------------------------------------------------------------------------------------------

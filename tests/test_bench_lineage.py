@@ -42,6 +42,15 @@ def test_the_table_holds_the_baselines_then_each_method_with_its_verdict():
     assert rows[5].endswith("| 12.3 | no |")
     short = bench.shortfalls([fake_result("Slow", 81.0, 12.3)], 79.13)
     assert "Slow: kNN 81.00% against raw pixels' 79.13%, after 12.3 bare epochs" in short
+    assert "it needs more than the budget of 9 bare epochs" in short
+
+
+def test_a_shortfall_says_what_the_monitor_says_of_why():
+    falling = replace(fake_result("Falling", 77.2, 2.7), curve=[(1, 1.3, 73.1), (2, 2.7, 72.2)])
+    rising = replace(fake_result("Rising", 78.0, 4.0), curve=[(1, 2.0, 70.0), (2, 4.0, 74.0)])
+    falling_says, rising_says = bench.shortfall(falling, 79.13), bench.shortfall(rising, 79.13)
+    assert "peaked at 73.1% after epoch 1 and fell to 72.2%, with 6.3 bare epochs of the budget unused" in falling_says
+    assert "still rising, with 5.0 bare epochs unused" in rising_says and "peaked" not in rising_says
 
 
 def test_methods_default_to_every_registered_one_with_an_fmnist_preset_and_unknown_names_are_refused():
