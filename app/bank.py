@@ -14,7 +14,6 @@ stale bank.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -93,19 +92,11 @@ def normalise(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float(), dim=1)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_sha256(folder: str | Path) -> str:
     """sha256 of a checkpoint's ``model.safetensors``: the identity a bank is tied to.
 
     Never cached by size and mtime: a rewrite that keeps both would pass for the old weights."""
-    return sha256(Path(folder) / checkpoint.WEIGHTS)
+    return checkpoint.sha256_of(Path(folder) / checkpoint.WEIGHTS)
 
 
 def fingerprint(model: str, weights_digest: str | None = None, transform=None, folder: Path | None = None) -> dict:
@@ -117,7 +108,7 @@ def fingerprint(model: str, weights_digest: str | None = None, transform=None, f
     config = checkpoint.read_config(folder)
     return {"model": str(model), "weights": str(folder),
             "weights_sha256": weights_digest or weights_sha256(folder),
-            "config_sha256": sha256(folder / checkpoint.CONFIG), "timm": timm.__version__,
+            "config_sha256": checkpoint.sha256_of(folder / checkpoint.CONFIG), "timm": timm.__version__,
             "transform": repr(transform or zoo.transforms(folder)),
             "architecture": config["architecture"], "pretrained_cfg": config["pretrained_cfg"]}
 

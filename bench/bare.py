@@ -39,10 +39,16 @@ def engine_step(method: Method, cfg: Config, images, index, device: torch.device
                               device)
 
 
+def prepared(data: datasets.Data, index, size: int) -> torch.Tensor:
+    """The training images ``index`` of ``data``, preprocessed once (resized to ``size``, normalised): a bare
+    step's input, the augmentation left out."""
+    images = torch.stack([data.train[int(i)][0] for i in index])
+    return Preprocess(size, data.mean, data.std)(images)
+
+
 def bare_step(data: datasets.Data, device: torch.device, batch: int = BARE.batch_size):
     """The bare step on the first ``batch`` training images of ``data``."""
     torch.manual_seed(0)
     method = Bare(timm.create_model(BARE.arch, num_classes=0, **BARE.model_args)).to(device)
-    images = torch.stack([data.train[i][0] for i in range(min(batch, len(data.train)))]).to(device)
-    ready = Preprocess(BARE.image_size, data.mean, data.std).to(device)(images)
+    ready = prepared(data, range(min(batch, len(data.train))), BARE.image_size).to(device)
     return engine_step(method, BARE, ready, torch.arange(len(ready)), device)

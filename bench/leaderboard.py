@@ -23,7 +23,6 @@ import zoo.checkpoint
 import zoo.data
 from train import probe
 from zoo.checkpoint import TRAINING
-from zoo.download import sha256_of
 from train.eval import RESULTS, evaluate
 from train.knn import knn_accuracy
 from zoo.registry import ENTRIES, STAGE_NAMES, STAGES
@@ -59,26 +58,31 @@ def describe(name: str, folder: Path) -> dict:
     return out
 
 
-def recorded(folder: Path, protocol: str, data: str) -> dict | None:
-    """What ``train.eval`` recorded beside the model for ``protocol`` on ``data``, if it measured these very weights;
-    a kNN only if it extracted the features itself, as its time is then the features' and the vote's (the
-    linear probe always runs on the kNN's features: its time is the probe's)."""
+def recorded(folder: Path, data: str) -> dict[str, dict]:
+    """What ``train.eval`` recorded beside the model on ``data``, by protocol, for these very weights (their
+    SHA-256, read once); a kNN only if it extracted the features itself, as its time is then the features'
+    and the vote's (the linear probe always runs on the kNN's features: its time is the probe's)."""
     try:
-        result = json.loads((folder / RESULTS).read_text())[f"{protocol}:{data}"]
-    except (OSError, ValueError, KeyError):
-        return None
-    fresh = result.get("weights_sha256") == sha256_of(folder / zoo.checkpoint.WEIGHTS)
-    whole = protocol != "knn" or result.get("features_cached") is False
-    return result if fresh and whole else None
+        results = json.loads((folder / RESULTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    digest = zoo.checkpoint.sha256_of(folder / zoo.checkpoint.WEIGHTS)
+    out = {}
+    for protocol in ("knn", "linear"):
+        result = results.get(f"{protocol}:{data}") or {}
+        whole = protocol != "knn" or result.get("features_cached") is False
+        if result.get("weights_sha256") == digest and whole:
+            out[protocol] = result
+    return out
 
 
 def measure(name: str, data: str) -> dict:
     """kNN and linear top-1 of ``name`` on ``data``, each with its wall time: recorded results of the same weights
     are reused; the linear probe reuses the kNN's cached features, so its time is the probe's alone."""
+    reuse = recorded(Path(name), data) if Path(name).is_dir() else {}
     out = {}
     for protocol in ("knn", "linear"):
-        result = (recorded(Path(name), protocol, data) if Path(name).is_dir() else None) or \
-            evaluate(protocol, name, data)
+        result = reuse.get(protocol) or evaluate(protocol, name, data)
         out[protocol], out[f"{protocol}_seconds"], out["resolution"] = result["top1"], result["seconds"], \
             result["resolution"]
     return out

@@ -20,11 +20,10 @@ import time
 import torch
 
 from train import data as datasets
-from train.augment import Preprocess
 from train.engine import training_loader, training_set
 from train.methods import METHODS
 
-from .bare import BARE, Bare, bare_step, engine_step
+from .bare import BARE, Bare, bare_step, engine_step, prepared
 from .report import write_section
 
 CPU = torch.device("cpu")
@@ -48,8 +47,7 @@ def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size) -
     out = {"bare": bare_step(data, CPU, batch)}
     for name in names:
         method, cfg, images, index = first_batch(name, data, batch)
-        raw = torch.stack([data.train[int(i)][0] for i in index])
-        ready = Preprocess(cfg.image_size, data.mean, data.std)(raw)
+        ready = prepared(data, index, cfg.image_size)
         backbone = copy.deepcopy(method.export())  # its own parameters and optimiser: the method's are left alone
         out[name] = engine_step(method, cfg, images, index, CPU)
         out[f"{name} bare"] = engine_step(Bare(backbone), cfg, ready, index, CPU)

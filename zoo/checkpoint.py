@@ -155,6 +155,15 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(error, os.strerror(error), str(b))
 
 
+def sha256_of(path: Path) -> str:
+    """The SHA-256 hex digest of the file ``path``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fsync(path: Path) -> None:
     """Flush ``path`` (a file or a folder's entries) to the disk."""
     descriptor = os.open(path, os.O_RDONLY)

@@ -21,7 +21,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import fsync
+from .checkpoint import fsync, sha256_of
 from .registry import ENTRIES, ZooError, suggest
 
 CHUNK = 1 << 20
@@ -36,14 +36,6 @@ class _Interrupted(Exception):
 
 def is_url(text: str) -> bool:
     return bool(re.fullmatch(r"https?://\S+", text or ""))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(url: str, dest: Path, sha256: str = "", size: int = 0, *, progress: bool = True,

@@ -1,14 +1,13 @@
 """Publishing a checkpoint folder to the Hugging Face Hub with huggingface-hub: the repository, its files, a release tag."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
 
-from .checkpoint import CARD, CONFIG, TRAINING, WEIGHTS
+from .checkpoint import CARD, CONFIG, TRAINING, WEIGHTS, sha256_of
 from .registry import HUB_ORG, ZooError
 from .resolve import resolve
 
@@ -42,11 +41,7 @@ def zoo_version() -> str:
 
 def release_tag(weights: Path) -> str:
     """``v{zoo version}-{first 12 hex digits of the weights' SHA-256}``: one tag per released set of weights."""
-    digest = hashlib.sha256()
-    with open(weights, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return f"v{zoo_version()}-{digest.hexdigest()[:12]}"
+    return f"v{zoo_version()}-{sha256_of(weights)[:12]}"
 
 
 def token_file_in_repository() -> Path | None:
