@@ -28,7 +28,9 @@ images) measures its backbone. The goal is at least 1.2x lightly's throughput at
 What is not the same (each side keeps its own library's parts): the projection heads' init and, for
 SimCLR, the last BatchNorm's shift (ours keeps it at 0, as the authors; lightly's learns it); lightly's
 LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||; the colour
-jitter's random order (torchvision draws it per image, kornia per batch); and resampling (PIL with
+jitter's random order (torchvision draws it per image, kornia per batch) and, for SimCLR, its brightness
+and contrast (ours are v1's TensorFlow ones, ``train.colour_tf``: additive brightness, contrast about each
+channel's mean; lightly's are torchvision's); and resampling (PIL with
 antialiasing on the CPU, kornia's bilinear on the device). lightly's NTXentLoss is the mean over the 2N
 views; ours, as the authors' code, is twice that, so the lightly side's SimCLR loss is doubled to give LARS
 the same objective.
@@ -98,7 +100,7 @@ def lightly_view_kwargs(views: StrongAugment) -> dict:
     """The keyword arguments of lightly's SimCLRTransform / MoCoV2Transform that make ``views``, one of our
     view makers, read off its own modules."""
     ops = {type(op): op for op in views.ops}
-    crop, jitter, flip = views.crops[0], ops[K.ColorJitter], ops[K.RandomHorizontalFlip]
+    crop, jitter, flip = views.crops[0], views.jitter, ops[K.RandomHorizontalFlip]
     normalize, blur = ops[K.Normalize], ops.get(K.RandomGaussianBlur)
     if crop.scale[1] != 1.0 or tuple(crop.ratio) != (3 / 4, 4 / 3):
         raise ValueError(f"lightly's crop takes scale (min, 1.0) and ratio (3/4, 4/3), not {crop}")
@@ -403,7 +405,7 @@ lr at every step, weight decay and steps. Images per second end to end (loading 
 Not equalised (each side keeps its library's parts): the projection heads' init and SimCLR's last BatchNorm
 shift (learnt by lightly's head, kept at 0 by ours); LARS's trust ratio (lightly's eta ||w|| / (||g|| + wd ||w||),
 ours eta ||w|| / ||g + wd w||); the colour jitter's random order (per image in torchvision, per batch in
-kornia); resampling (PIL with antialiasing, kornia bilinear). lightly's SimCLR loss is doubled to equal ours
+kornia) and SimCLR's brightness and contrast (ours as v1's TensorFlow code, lightly's as torchvision); resampling (PIL with antialiasing, kornia bilinear). lightly's SimCLR loss is doubled to equal ours
 (the authors' sum of both directions).
 """
 

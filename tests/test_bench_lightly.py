@@ -71,7 +71,7 @@ def test_lightlys_transform_equals_our_views_field_by_field(name):
         assert (list(crop.size), crop.scale, crop.ratio) == ([32, 32], views.crops[0].scale, views.crops[0].ratio)
         assert ops["RandomHorizontalFlip"].p == ours[K.RandomHorizontalFlip].p
         assert ops["RandomVerticalFlip"].p == 0.0 and ops["RandomRotate"].prob == 0.0
-        jitter, theirs = ours[K.ColorJitter], ops["RandomApply"]
+        jitter, theirs = views.jitter, ops["RandomApply"]
         assert theirs.p == jitter.p
         (colour,) = theirs.transforms
         for field in ("brightness", "contrast", "saturation"):

@@ -162,6 +162,30 @@ def test_split_batchnorm_keeps_the_mean_of_the_groups_running_statistics():
     assert torch.allclose(split.running_var, (groups[0].running_var + groups[1].running_var) / 2, atol=1e-6)
 
 
+def split_counts(encoder: nn.Module) -> set[int]:
+    return {m.splits if isinstance(m, SplitBatchNorm) else 1 for m in encoder.modules()
+            if isinstance(m, nn.BatchNorm2d)}
+
+
+@pytest.mark.parametrize("module", [moco, mocov2])
+def test_the_paper_preset_on_one_device_normalises_in_the_8_groups_of_the_papers_8_gpus(module):
+    cfg = module.PRESETS["paper"].override(arch="resnet18")  # the recipe's method on a smaller encoder
+    torch.manual_seed(0)
+    method = module.build(cfg, 16, MEAN, STD)
+    assert split_counts(method.backbone) == {8}
+    assert split_counts(method.momentum_encoder[0]) == {8}  # the key encoder is a copy: its BatchNorms split too
+
+
+@pytest.mark.parametrize("world, local", [(1, 8), (2, 4), (8, 1), (16, 1)])
+def test_the_global_batchs_bn_groups_are_shared_by_the_processes(world, local):
+    assert moco.local_splits(8, world) == local
+
+
+def test_bn_groups_that_the_processes_cannot_share_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="bn_splits=8 .* 3 processes: make one a multiple of the other"):
+        moco.local_splits(8, 3)
+
+
 def test_one_device_shuffle_returns_the_keys_in_the_batch_order():
     torch.manual_seed(0)
     seen = []

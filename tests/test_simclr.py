@@ -114,7 +114,12 @@ def test_lars_step_on_simclrs_groups_is_the_hand_computed_trust_ratio_with_norms
 def test_presets_follow_the_papers_numbers():
     v1, v2 = simclr.PRESETS["paper"], simclrv2.PRESETS["paper"]
     assert (v1.batch_size, v1.lr, v1.lr_scaling, v1.weight_decay, v1.warmup_epochs) == (4096, 0.3, "linear", 1e-6, 10)
-    assert (v2.lr, v2.lr_scaling, v2.weight_decay, v2.method["head_layers"]) == (0.075, "sqrt", 1e-4, 3)
+    assert (v2.lr, v2.lr_scaling, v2.weight_decay, v2.warmup_epochs, v2.epochs) == (0.1, "sqrt", 1e-4, 40, 800)
+    readme = simclrv2.PRESETS["paper-100ep"]
+    assert (readme.lr, readme.lr_scaling, readme.warmup_epochs, readme.epochs) == (0.075, "sqrt", 10, 100)
+    assert v2.method["head_layers"] == 3 and (v1.method["head_layers"], v1.weight_decay) == (2, 1e-6)
+    # the CPU presets: v1's CIFAR-10 command (wd 1e-6) and v2's (wd 1e-4)
+    assert (simclr.PRESETS["fmnist"].weight_decay, simclrv2.PRESETS["fmnist"].weight_decay) == (1e-6, 1e-4)
     assert v1.method["temperature"] == 0.1 and simclr.PRESETS["fmnist"].method["temperature"] == 0.5
     assert v2.method["memory"] == 0  # the memory is the paper's, not the public code's: off unless asked
 

@@ -120,16 +120,18 @@ class StrongAugment(nn.Module):
 
     - MoCo v2: crop scale 0.2-1, jitter (0.4, 0.4, 0.4, 0.1), blur 0.5.
     - SimCLR with colour strength s: crop scale 0.08-1, jitter (0.8s, 0.8s, 0.8s, 0.2s); blur 0.5 on
-      ImageNet (s = 1), none on CIFAR-10 (s = 0.5).
+      ImageNet (s = 1), none on CIFAR-10 (s = 0.5). SimCLR v1's jitter is the authors' TensorFlow one
+      (``train.colour_tf``: additive brightness); v2's code moved to torchvision's, as MoCo v2's.
 
     Blur commutes with neither jitter nor greying exactly, but the papers put it after both, as here; the
     flip commutes with everything and comes last.
     """
 
-    def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter=(0.8, 0.8, 0.8, 0.2), blur: float = 0.5):
+    def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5):
         super().__init__()
         self.crops = [Crop(size, scale)]
-        ops = [self.crops[0].on_device(), K.ColorJitter(*jitter, p=0.8), K.RandomGrayscale(p=0.2)]
+        self.jitter = jitter or colour_jitter(0.8, 0.8, 0.8, 0.2)
+        ops = [self.crops[0].on_device(), self.jitter, K.RandomGrayscale(p=0.2)]
         if blur:
             ops.append(K.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur))
         self.ops = nn.Sequential(*ops, K.RandomHorizontalFlip(), K.Normalize(torch.tensor(mean), torch.tensor(std)))
@@ -138,6 +140,12 @@ class StrongAugment(nn.Module):
         if isinstance(images, torch.Tensor):
             return self.ops(to_rgb_float(images))
         return self.ops[1:](to_rgb_float(cropped(images, self.crops)[0]))
+
+
+def colour_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> nn.Module:
+    """torchvision's colour jitter (multiplicative brightness; kornia applies the four in an order drawn per
+    batch) with probability 0.8, as MoCo v2's and SimCLR v2's code."""
+    return K.ColorJitter(brightness, contrast, saturation, hue, p=0.8)
 
 
 def simclr_jitter(strength: float) -> tuple:

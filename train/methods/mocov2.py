@@ -8,7 +8,7 @@ schedule; T = 0.2. Everything else, the queue and the momentum encoder, is MoCo'
 """
 from __future__ import annotations
 
-from ..augment import StrongAugment
+from ..augment import StrongAugment, colour_jitter
 from ..config import Config
 from .base import make_backbone
 from .moco import CPU as V1_CPU
@@ -20,7 +20,7 @@ from .moco import MoCo
 def augment(size: int, mean, std, blur: float = 0.5) -> StrongAugment:
     """main_moco.py --aug-plus: crop scale 0.2-1, jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale 0.2,
     blur sigma 0.1-2 with p ``blur``, flip."""
-    return StrongAugment(size, mean, std, scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), blur=blur)
+    return StrongAugment(size, mean, std, scale=(0.2, 1.0), jitter=colour_jitter(0.4, 0.4, 0.4, 0.1), blur=blur)
 
 
 def build(cfg: Config, num_images: int, mean, std) -> MoCo:

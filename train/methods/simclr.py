@@ -28,7 +28,8 @@ from torch.nn import functional as F
 from zoo.projected import projection_layer
 
 from .. import distributed
-from ..augment import StrongAugment, simclr_jitter
+from ..augment import StrongAugment, colour_jitter, simclr_jitter
+from ..colour_tf import ColourJitterTF
 from ..blocks.losses import nt_xent
 from ..blocks.views import TwoViews
 from ..config import Config
@@ -76,10 +77,13 @@ class SimCLR(Method):
         return StepOutput(2 * loss, {"top1": accuracy})  # the authors' loss_a + loss_b
 
 
-def augment(size: int, mean, std, strength: float = 1.0, blur: float = 0.5) -> StrongAugment:
+def augment(size: int, mean, std, strength: float = 1.0, blur: float = 0.5, impl: str = "simclrv1") -> StrongAugment:
     """The authors' pretraining views: crop (area 0.08-1), flip, colour distortion of ``strength`` with
-    p 0.8, grayscale 0.2, blur with p ``blur`` (ImageNet 0.5, CIFAR-10 none)."""
-    return StrongAugment(size, mean, std, scale=(0.08, 1.0), jitter=simclr_jitter(strength), blur=blur)
+    p 0.8, grayscale 0.2, blur with p ``blur`` (ImageNet 0.5, CIFAR-10 none). ``impl`` is the authors'
+    switch of the same name: v1's TensorFlow jitter (additive brightness) or v2's torchvision one."""
+    jitter = {"simclrv1": ColourJitterTF(*simclr_jitter(strength), p=0.8),
+              "simclrv2": colour_jitter(*simclr_jitter(strength))}[impl]
+    return StrongAugment(size, mean, std, scale=(0.08, 1.0), jitter=jitter, blur=blur)
 
 
 def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
@@ -90,11 +94,11 @@ def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
 
 PAPER_METHOD = dict(dim=128, head_layers=2, temperature=0.1, strength=1.0, blur=0.5)
 LARS = dict(optimizer="lars", momentum=0.9, exclude_norm_bias=True, schedule="cosine")
-# Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (README: batch 512, LARS lr 1.0 x B/256,
-# wd 1e-4, T = 0.5, colour strength 0.5, no blur) on the lineage's ResNet-18 with the authors' init (see InstDisc's
-# presets), for a few epochs; its 10 warm-up epochs (1% of 1000) become half of one
+# Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (v1's README at 85e8552: batch 512, LARS
+# lr 1.0 x B/256, wd 1e-6, T = 0.5, colour strength 0.5, no blur) on the lineage's ResNet-18 with the authors'
+# init (see InstDisc's presets), for a few epochs; its 10 warm-up epochs (1% of 1000) become half of one
 CPU = dict(LARS, arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=1.0,
-           lr_scaling="linear", weight_decay=1e-4, warmup_epochs=0.5, knn_subset=10000,
+           lr_scaling="linear", weight_decay=1e-6, warmup_epochs=0.5, knn_subset=10000,
            method=dict(PAPER_METHOD, temperature=0.5, strength=0.5, blur=0.0))
 
 PRESETS = {

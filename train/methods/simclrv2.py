@@ -5,7 +5,8 @@ SimCLR (``train.methods.simclr``) with a deeper projection head, three layers in
 partly kept: with few labels (1%, 10%) the paper fine-tunes from the head's first layer rather than
 from the encoder. So this method exports twice: the encoder, as every method, and
 ``extra_exports()["projected"]``, the encoder with the head's first layer (``zoo.projected``), which
-``zoo.load(NAME + "-projected", num_classes=N)`` fine-tunes. Weight decay 1e-4, lr 0.075 x sqrt(B).
+``zoo.load(NAME + "-projected", num_classes=N)`` fine-tunes. Weight decay 1e-4, and the learning rate
+scales with sqrt(B): 0.1 x sqrt(B) in the paper's 800 epochs, 0.075 x sqrt(B) in the README's 100.
 
 The paper also adds MoCo's memory: negatives from a queue filled by a momentum encoder (Sec. 2,
 "+ memory", a small gain at batch 4096). The public code has none; here ``memory=K`` turns it on (a
@@ -54,12 +55,14 @@ class SimCLRv2(SimCLR):
 
 def build(cfg: Config, num_images: int, mean, std) -> SimCLRv2:
     method = dict(cfg.method)
-    views = augment(cfg.image_size, mean, std, method.pop("strength", 1.0), method.pop("blur", 0.5))
+    views = augment(cfg.image_size, mean, std, method.pop("strength", 1.0), method.pop("blur", 0.5),
+                    impl="simclrv2")
     return distributed.global_batch_norm(SimCLRv2(make_backbone(cfg), views, **method))
 
 
 PAPER_METHOD = dict(V1_METHOD, head_layers=3, memory=0)
-CPU = dict(V1_CPU, method=dict(V1_CPU["method"], head_layers=3, memory=0))
+# v1's CIFAR-10 recipe with v2's changes: the 3-layer head and wd 1e-4 (the tf2 README's CIFAR-10 command)
+CPU = dict(V1_CPU, weight_decay=1e-4, method=dict(V1_CPU["method"], head_layers=3, memory=0))
 
 PRESETS = {
     "smoke": Config(**dict(CPU, subset=512, epochs=2, batch_size=64, knn_subset=512, warmup_epochs=0)),
@@ -67,10 +70,14 @@ PRESETS = {
     "smoke-memory": Config(**dict(CPU, subset=512, epochs=2, batch_size=64, knn_subset=512, warmup_epochs=0,
                                   method=dict(CPU["method"], memory=500))),
     "fmnist": Config(**CPU, epochs=4),
-    # the README's ImageNet command (batch 4096, LARS lr 0.075 x sqrt(B) = 4.8, wd 1e-4, T = 0.1) with the
-    # paper's 3-layer head and 800 epochs; the paper warms up over 5% of them (40) and writes the peak lr as
-    # 6.4 = 0.1 x sqrt(B); memory=65536 adds the paper's MoCo-style memory
+    # the paper's recipe (Sec. 4), as the released 800-epoch checkpoints were trained: ResNet-50, batch 4096, LARS
+    # lr 0.1 x sqrt(B) = 6.4, wd 1e-4, warm-up over 5% of the epochs (40) then cosine, T = 0.1, the 3-layer head;
+    # memory=65536 adds the paper's MoCo-style memory
     "paper": Config(**LARS, arch="resnet50", dataset="imagenet", image_size=224, epochs=800, batch_size=4096,
-                    lr=0.075, lr_scaling="sqrt", weight_decay=1e-4, warmup_epochs=40, method=PAPER_METHOD,
+                    lr=0.1, lr_scaling="sqrt", weight_decay=1e-4, warmup_epochs=40, method=PAPER_METHOD,
                     knn_subset=50000, workers=8),
+    # the authors' README command (tf2): 100 epochs, lr 0.075 x sqrt(B) = 4.8, the code's 10 warm-up epochs
+    "paper-100ep": Config(**LARS, arch="resnet50", dataset="imagenet", image_size=224, epochs=100, batch_size=4096,
+                          lr=0.075, lr_scaling="sqrt", weight_decay=1e-4, warmup_epochs=10, method=PAPER_METHOD,
+                          knn_subset=50000, workers=8),
 }
