@@ -105,16 +105,23 @@ def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, fl
 
 
 def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
+    """Each variant's kNN monitor per epoch (left) and its final full-test-set kNN against the value (right)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     values = [res.run.cfg.method[claim.key] for res in results]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(range(len(values)), [res.knn for res in results], marker="o")
-    ax.set_xticks(range(len(values)), [str(v) for v in values])
-    ax.set(xlabel=claim.symbol, ylabel="kNN top-1 (%), full test set", title=claim.says)
-    ax.title.set_fontsize(9)
+    fig, (curves, final) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for value, res in zip(values, results):
+        epochs, _, knn = zip(*res.curve)
+        curves.plot(epochs, knn, marker="o", label=f"{claim.symbol} = {value}")
+    curves.set(xlabel="epoch", ylabel="kNN top-1 (%), monitor subset",
+               xticks=sorted({e for res in results for e, _, _ in res.curve}))
+    curves.legend(fontsize=8)
+    final.plot(range(len(values)), [res.knn for res in results], marker="o")
+    final.set_xticks(range(len(values)), [str(v) for v in values])
+    final.set(xlabel=claim.symbol, ylabel="kNN top-1 (%), full test set")
+    fig.suptitle(claim.says)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
