@@ -175,7 +175,9 @@ def main(argv=None) -> str:
         body += claim_text(name, claim, results, figure)
     body += head_text(before_and_after_head(lineage.lineage_run("simclr", scale), data))
     body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
-            "k=200, T=0.07 on the full test set; bare epochs as there).\n" + body)
+            "k=200, T=0.07 on the full test set; bare epochs as there). Each value is one run of one seed: the "
+            "monitor's curves (each figure's left panel, a 10k/2.5k subset) show how much an ordering moves from one "
+            "epoch to the next, so a gap of a few tenths is not a result on its own.\n" + body)
     print(body)
     if write:
         write_section(TITLE, body)
