@@ -130,7 +130,7 @@ class StrongAugment(nn.Module):
     def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5):
         super().__init__()
         self.crops = [Crop(size, scale)]
-        self.jitter = jitter or colour_jitter(0.8, 0.8, 0.8, 0.2)
+        self.jitter = jitter or colour_jitter(*simclr_jitter(1.0))
         ops = [self.crops[0].on_device(), self.jitter, K.RandomGrayscale(p=0.2)]
         if blur:
             ops.append(K.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur))
