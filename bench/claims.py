@@ -9,7 +9,8 @@ hyper-parameter varied, or (SimCLR) one trained model read two ways.
 
 Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed across sessions as the
 lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
-Runs are trained only with ``--train``; a claim is reported once all its runs are finished.
+Runs are trained only with ``--train``; a claim reports the runs finished so far and names, with the command
+that trains them, the values still missing (a sweep measured at two values is a trend, not yet the claim).
 """
 from __future__ import annotations
 
@@ -72,15 +73,17 @@ def parse_claims(text: str) -> list[str]:
     return names
 
 
-def claim_results(claim: Claim, scale, train: bool, skip_trained: bool, clock) -> list[lineage.Result] | None:
-    """Every run of ``claim`` (trained when ``train``), or None while one is missing."""
-    out = []
+def claim_results(claim: Claim, scale, train: bool, skip_trained: bool,
+                  clock) -> tuple[list[lineage.Result], list[lineage.Run]]:
+    """The claim's finished runs (trained first when ``train``) and the runs still missing, each in order of value."""
+    done, missing = [], []
     for run in claim.runs(scale):
         record = lineage.outcome(run, skip_trained, clock if train else None)
         if record is None:
-            return None
-        out.append(lineage.result(run, record))
-    return out
+            missing.append(run)
+        else:
+            done.append(lineage.result(run, record))
+    return done, missing
 
 
 # --- SimCLR: before and after the projection head --------------------------------------------------------
@@ -129,14 +132,18 @@ def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
     return path
 
 
-def claim_text(name: str, claim: Claim, results: list[lineage.Result] | None, figure: Path | None) -> str:
-    if results is None:
-        return (f"\n**{claim.says}.** Not yet measured: `python -m bench.claims --claims {name} --train "
-                "--skip-trained`.\n")
+def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: list[lineage.Run],
+               figure: Path | None) -> str:
+    command = f"`python -m bench.claims --claims {name} --train --skip-trained`"
+    if not results:
+        return f"\n**{claim.says}.** Not yet measured: {command}.\n"
     rows = "".join(f"| {res.run.cfg.method[claim.key]} | {res.knn:.2f} | {res.bare_epochs:.1f} |\n" for res in results)
-    return (f"\n**{claim.says}.** {lineage.display(claim.method)}'s `fmnist` preset with {claim.symbol} varied:\n\n"
-            f"| {claim.symbol} | kNN top-1 (%) | bare epochs |\n|---|---|---|\n{rows}\n"
-            f"![{name}]({lineage.link(figure)})\n")
+    text = (f"\n**{claim.says}.** {lineage.display(claim.method)}'s `fmnist` preset with {claim.symbol} varied:\n\n"
+            f"| {claim.symbol} | kNN top-1 (%) | bare epochs |\n|---|---|---|\n{rows}")
+    if missing:
+        values = ", ".join(str(run.cfg.method[claim.key]) for run in missing)
+        text += f"\nNot yet measured: {claim.symbol} = {values} ({command}); until then this is a partial sweep.\n"
+    return text + (f"\n![{name}]({lineage.link(figure)})\n" if figure else "")
 
 
 def head_text(knn: dict[str, float] | None) -> str:
@@ -170,9 +177,9 @@ def main(argv=None) -> str:
     body = ""
     for name in args.claims:
         claim = CLAIMS[name]
-        results = claim_results(claim, scale, args.train, args.skip_trained or not args.train, clock)
-        figure = plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png") if results else None
-        body += claim_text(name, claim, results, figure)
+        results, missing = claim_results(claim, scale, args.train, args.skip_trained or not args.train, clock)
+        figure = plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png") if len(results) > 1 else None
+        body += claim_text(name, claim, results, missing, figure)
     body += head_text(before_and_after_head(lineage.lineage_run("simclr", scale), data))
     body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
             "k=200, T=0.07 on the full test set; bare epochs as there). Each value is one run of one seed: the "

@@ -27,18 +27,32 @@ def test_unknown_claims_are_refused_with_the_choices():
         claims.parse_claims("moco-k")
 
 
-def test_a_claim_with_a_missing_run_is_not_reported_but_says_how_to_run_it(tmp_path, monkeypatch):
+def test_a_claim_with_no_finished_run_says_how_to_run_it(tmp_path, monkeypatch):
     monkeypatch.setattr(lineage, "ROOT", tmp_path)
     claim = claims.CLAIMS["moco-queue"]
-    assert claims.claim_results(claim, lineage.FULL, train=False, skip_trained=True, clock=None) is None
-    assert "--claims moco-queue --train" in claims.claim_text("moco-queue", claim, None, None)
+    results, missing = claims.claim_results(claim, lineage.FULL, train=False, skip_trained=True, clock=None)
+    assert results == [] and [run.cfg.method["queue_size"] for run in missing] == [256, 4096, 16384]
+    text = claims.claim_text("moco-queue", claim, results, missing, None)
+    assert "Not yet measured" in text and "--claims moco-queue --train" in text and "|" not in text
+
+
+def measured(claim, knns):
+    return [lineage.Result(run, knn, 10.0, 6.0, [(1, 6.0, knn)]) for run, knn in zip(claim.runs(lineage.FULL), knns)]
 
 
 def test_a_measured_claim_is_a_table_by_value_and_its_figure(tmp_path):
     claim = claims.CLAIMS["moco-queue"]
-    results = [lineage.Result(run, knn, 10.0, 6.0, [(1, 6.0, knn)])
-               for run, knn in zip(claim.runs(lineage.FULL), (80.0, 82.5, 83.0))]
+    results = measured(claim, (80.0, 82.5, 83.0))
     figure = claims.plot(claim, results, tmp_path / "claim.png")
-    text = claims.claim_text("moco-queue", claim, results, figure)
+    text = claims.claim_text("moco-queue", claim, results, [], figure)
     assert "| 256 | 80.00 | 6.0 |" in text and "| 16384 | 83.00 | 6.0 |" in text
-    assert figure.stat().st_size > 0 and str(figure) in text
+    assert figure.stat().st_size > 0 and str(figure) in text and "Not yet measured" not in text
+
+
+def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp_path):
+    claim = claims.CLAIMS["moco-queue"]
+    runs = claim.runs(lineage.FULL)
+    results = measured(claim, (80.0, 82.5))  # K = 256 and 4096 finished, 16384 not
+    text = claims.claim_text("moco-queue", claim, results, runs[2:], None)
+    assert "| 256 | 80.00 | 6.0 |" in text and "| 4096 | 82.50 | 6.0 |" in text and "| 16384 |" not in text
+    assert "Not yet measured: K = 16384" in text and "--claims moco-queue --train --skip-trained" in text
