@@ -64,6 +64,12 @@ CLAIMS = {
 }
 
 
+def ablations(scale: lineage.Scale = lineage.FULL) -> set[str]:
+    """The export names of every claim's variants (not the presets' own runs): ablations, reported here."""
+    return {run.name for claim in CLAIMS.values() for run in claim.runs(scale)
+            if run.cfg.method[claim.key] in claim.values}
+
+
 def parse_claims(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in CLAIMS]

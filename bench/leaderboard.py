@@ -1,5 +1,6 @@
 """The leaderboard: every model in the local zoo ($ZOO_HOME), its kNN and linear top-1 on Fashion-MNIST,
-beside raw pixels and a randomly initialised ResNet-18, in the lineage's order.
+beside raw pixels and a randomly initialised ResNet-18, in the lineage's order. Not ranked: the smoke and
+quick exports (proofs that a path runs) and the claims' ablations (``bench.claims`` reports those).
 
 Each model is measured by ``train.eval`` (features once per model at its own resolution, then the
 weighted kNN and the linear probe), and described by what is known of it: its registry entry (the
@@ -27,6 +28,7 @@ from train.eval import RESULTS, evaluate
 from train.knn import knn_accuracy
 from zoo.registry import ENTRIES, STAGE_NAMES, STAGES
 
+from .claims import ablations
 from .report import write_section
 
 TITLE = "Leaderboard (Fashion-MNIST)"
@@ -38,8 +40,9 @@ def models(home: Path) -> list[str]:
     """The checkpoint folders of the local zoo worth ranking, by name."""
     if not home.is_dir():
         return []
+    skipped = ablations()  # the claims' variants: one hyper-parameter moved, reported in their own section
     return sorted(p.name for p in home.iterdir() if zoo.checkpoint.is_checkpoint(p) and not p.name.startswith(".")
-                  and not any(tag in p.name for tag in SKIPPED_TAGS))
+                  and not any(tag in p.name for tag in SKIPPED_TAGS) and p.name not in skipped)
 
 
 def describe(name: str, folder: Path) -> dict:

@@ -21,6 +21,13 @@ def test_momentum_claim_covers_zero_and_the_papers_value():
     assert values == [0.0, 0.99, 0.999]
 
 
+def test_the_ablations_are_the_claims_variants_not_the_presets_own_runs():
+    names = claims.ablations()
+    assert {"moco-resnet18-fmnist-K256", "moco-resnet18-fmnist-K16384", "moco-resnet18-fmnist-m0.0"} <= names
+    assert lineage.lineage_run("moco", lineage.FULL).name not in names
+    assert lineage.lineage_run("instdisc", lineage.FULL).name not in names
+
+
 def test_unknown_claims_are_refused_with_the_choices():
     assert claims.parse_claims("moco-queue, moco-momentum") == ["moco-queue", "moco-momentum"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown claim moco-k; choose from instdisc-negatives"):

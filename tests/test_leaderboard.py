@@ -29,6 +29,7 @@ def test_every_model_is_measured_and_ranked_in_the_lineages_order(tmp_path, zoo_
     trained(zoo_home, "simclr-resnet18-fmnist", "simclr", [70.0, 75.0])
     trained(zoo_home, "instdisc-resnet18-fmnist", "instdisc", [76.0])
     trained(zoo_home, "moco-resnet18-fmnist-smoke", "moco", [10.0])  # a test's proof, not a model
+    trained(zoo_home, "moco-resnet18-fmnist-K256", "moco", [70.0])  # a claim's ablation, reported by bench.claims
     rows = leaderboard.leaderboard(zoo_home, str(data), baselines=False)
     assert [r["model"] for r in rows] == ["instdisc-resnet18-fmnist", "simclr-resnet18-fmnist"]  # stage 1, then 2
     assert [r["stage"] for r in rows] == [1, 2]
