@@ -336,8 +336,13 @@ class Result:
         return ratio(self.ours, self.lightly)
 
     def goal(self) -> str:
-        fast = self.ratio.median >= GOAL
-        speed = f"{self.ratio.median:.2f}x {'>=' if fast else '<'} {GOAL}x"
+        """Decided only when every repeat's ratio falls on the same side of the goal as the median's: a range
+        that straddles it is the machine's noise, not a result."""
+        r = self.ratio
+        fast = r.median >= GOAL
+        speed = f"{r.median:.2f}x {'>=' if fast else '<'} {GOAL}x"
+        if r.low < GOAL <= r.high:
+            return f"undecided: {speed}, but the repeats span {r.low:.2f}-{r.high:.2f}x; rerun on a quieter machine"
         if self.knn is None:
             return f"undecided: {speed}, kNN not measured"
         good = self.knn["ours"] >= self.knn["lightly"]

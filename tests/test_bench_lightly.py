@@ -27,6 +27,8 @@ def test_the_goal_needs_the_throughput_and_an_equal_or_better_knn():
     assert bench.Result(**fast, knn=dict(ours=79.9, lightly=80.0)).goal().startswith("not met:")
     slow = bench.Result("mocov2", [11.0], [10.0], knn=dict(ours=90.0, lightly=80.0))
     assert slow.goal() == "not met: 1.10x < 1.2x, kNN 90.00 >= 80.00"
+    noisy = bench.Result("simclr", [13.0, 11.0, 13.0], [10.0, 10.0, 10.0], knn=dict(ours=90.0, lightly=80.0))
+    assert noisy.goal().startswith("undecided: 1.30x >= 1.2x, but the repeats span 1.10-1.30x")
 
 
 def test_the_report_is_computed_from_the_measurements():
