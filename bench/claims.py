@@ -45,13 +45,16 @@ class Claim:
     says: str  # the paper's claim, with where it makes it
     log_scale: bool = False
 
+    def variants(self, scale: lineage.Scale) -> list[lineage.Run]:
+        """The preset with ``key`` moved to each of ``values``: the ablations."""
+        return [lineage.lineage_run(self.method, scale, (self.key, self.symbol, v)) for v in self.values]
+
     def runs(self, scale: lineage.Scale) -> list[lineage.Run]:
-        """The variants, then the preset's own run (the lineage's), ordered by value."""
+        """The variants and the preset's own run (the lineage's), ordered by value."""
         preset = lineage.lineage_run(self.method, scale)
         own = preset.cfg.method[self.key]
         labelled = replace(preset, label=f"{preset.label}, {self.symbol} = {own}")
-        variants = [lineage.lineage_run(self.method, scale, (self.key, self.symbol, v)) for v in self.values]
-        return sorted(variants + [labelled], key=lambda run: run.cfg.method[self.key])
+        return sorted(self.variants(scale) + [labelled], key=lambda run: run.cfg.method[self.key])
 
 
 CLAIMS = {
@@ -66,8 +69,7 @@ CLAIMS = {
 
 def ablations(scale: lineage.Scale = lineage.FULL) -> set[str]:
     """The export names of every claim's variants (not the presets' own runs): ablations, reported here."""
-    return {run.name for claim in CLAIMS.values() for run in claim.runs(scale)
-            if run.cfg.method[claim.key] in claim.values}
+    return {run.name for claim in CLAIMS.values() for run in claim.variants(scale)}
 
 
 def parse_claims(text: str) -> list[str]:
