@@ -11,6 +11,7 @@ Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed a
 lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
 Runs are trained only with ``--train``; a claim reports the runs finished so far and names, with the command
 that trains them, the values still missing (a sweep measured at two values is a trend, not yet the claim).
+A complete sweep gets a verdict: whether its kNN shows the ordering the claim predicts.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class Claim:
     values: tuple
     says: str  # the paper's claim, with where it makes it
     log_scale: bool = False
+    predicts: str = "rises"  # the ordering the claim predicts: "rises" with the value, or the lowest value "fails"
 
     def variants(self, scale: lineage.Scale) -> list[lineage.Run]:
         """The preset with ``key`` moved to each of ``values``: the ablations."""
@@ -63,7 +65,8 @@ CLAIMS = {
     "moco-queue": Claim("moco", "queue_size", "K", (256, 16384),
                         "MoCo (Fig. 3): a larger dictionary is better", log_scale=True),
     "moco-momentum": Claim("moco", "momentum", "m", (0.0, 0.999),
-                           "MoCo (Sec. 4.1): with m = 0 training fails; a slowly moving key encoder works"),
+                           "MoCo (Sec. 4.1): with m = 0 training fails; a slowly moving key encoder works",
+                           predicts="fails"),
 }
 
 
@@ -140,6 +143,23 @@ def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
     return path
 
 
+def verdict(claim: Claim, results: list[lineage.Result]) -> str:
+    """Whether the full sweep (in order of value) shows the ordering the claim predicts, with the numbers:
+    "rises", kNN up at every step; "fails", the lowest value below every other by the gap to the next."""
+    value = [f"{claim.symbol} = {res.run.cfg.method[claim.key]}" for res in results]
+    knn = [res.knn for res in results]
+    if claim.predicts == "fails":
+        gap = min(knn[1:]) - knn[0]
+        if gap > 0:
+            return f"As the paper: {value[0]} trails every other value, by {gap:.2f} points or more."
+        return f"Not as the paper here: {value[0]} ({knn[0]:.2f}) is not below every other value."
+    falls = [f"from {value[i]} to {value[i + 1]} ({knn[i]:.2f} to {knn[i + 1]:.2f})"
+             for i in range(len(knn) - 1) if knn[i + 1] <= knn[i]]
+    if not falls:
+        return f"As the paper: kNN rises with {claim.symbol} at every step ({' < '.join(f'{k:.2f}' for k in knn)})."
+    return f"Not as the paper here: kNN does not rise {'; nor '.join(falls)}."
+
+
 def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: list[lineage.Run],
                figure: Path | None) -> str:
     command = f"`python -m bench.claims --claims {name} --train --skip-trained`"
@@ -151,6 +171,8 @@ def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: 
     if missing:
         values = ", ".join(str(run.cfg.method[claim.key]) for run in missing)
         text += f"\nNot yet measured: {claim.symbol} = {values} ({command}); until then this is a partial sweep.\n"
+    else:
+        text += f"\n{verdict(claim, results)}\n"
     return text + (f"\n![{name}]({lineage.link(figure)})\n" if figure else "")
 
 

@@ -54,6 +54,18 @@ def test_a_measured_claim_is_a_table_by_value_and_its_figure(tmp_path):
     text = claims.claim_text("moco-queue", claim, results, [], figure)
     assert "| 256 | 80.00 | 6.0 |" in text and "| 16384 | 83.00 | 6.0 |" in text
     assert figure.stat().st_size > 0 and str(figure) in text and "Not yet measured" not in text
+    assert "As the paper: kNN rises with K at every step (80.00 < 82.50 < 83.00)." in text
+
+
+def test_the_verdict_names_where_the_measured_order_departs_from_the_papers():
+    queue, momentum = claims.CLAIMS["moco-queue"], claims.CLAIMS["moco-momentum"]
+    assert claims.verdict(queue, measured(queue, (80.96, 80.21, 81.0))) == (
+        "Not as the paper here: kNN does not rise from K = 256 to K = 4096 (80.96 to 80.21).")
+    assert claims.verdict(queue, measured(queue, (81.0, 81.0, 80.0))).count("from K =") == 2  # a tie is no rise
+    # momentum: the claim is that m = 0 fails, whatever the order of the slow encoders
+    assert claims.verdict(momentum, measured(momentum, (72.6, 80.2, 79.9))) == (
+        "As the paper: m = 0.0 trails every other value, by 7.30 points or more.")
+    assert claims.verdict(momentum, measured(momentum, (80.0, 79.0, 81.0))).startswith("Not as the paper here")
 
 
 def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp_path):
@@ -62,4 +74,5 @@ def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp
     results = measured(claim, (80.0, 82.5))  # K = 256 and 4096 finished, 16384 not
     text = claims.claim_text("moco-queue", claim, results, runs[2:], None)
     assert "| 256 | 80.00 | 6.0 |" in text and "| 4096 | 82.50 | 6.0 |" in text and "| 16384 |" not in text
+    assert "As the paper" not in text and "Not as the paper" not in text  # no verdict on a partial sweep
     assert "Not yet measured: K = 16384" in text and "--claims moco-queue --train --skip-trained" in text
