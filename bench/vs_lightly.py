@@ -443,7 +443,7 @@ def main(argv=None) -> str:
     data = datasets.load("fashion-mnist", 32, args.subset)
     results = [measure(name, data, device, workers, args.repeats, args.warmup, args.steps, args.epochs)
                for name in args.methods]
-    command = " ".join(["python -m bench.vs_lightly", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join([parser.prog, *(argv if argv is not None else sys.argv[1:])])
     body = report(results, command=command, device=device, workers=workers, repeats=args.repeats, warmup=args.warmup, steps=args.steps,
                   epochs=args.epochs, train_images=len(data.train), test_images=len(data.test),
                   lightly_version=lightly.__version__)
