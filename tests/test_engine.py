@@ -275,6 +275,24 @@ def test_lars_scales_the_step_by_the_trust_ratio_and_spares_excluded_groups():
     assert torch.allclose(b, b0 - 0.5 * b.grad, atol=1e-6)
 
 
+def test_lars_gives_each_parameter_of_a_group_its_own_trust_ratio_over_steps():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 3) * scale) for scale in (0.1, 10.0)]
+    lars = optim.LARS([dict(params=params, lars=True, weight_decay=0.1)], lr=0.5, momentum=0.9, eta=0.01)
+    expected, buffers = [p.detach().clone() for p in params], [torch.zeros(4, 3) for _ in params]
+    for _ in range(3):  # by hand, one parameter at a time: the multi-tensor step must agree
+        grads = [torch.randn(4, 3) for _ in params]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        for i, g in enumerate(grads):
+            d = g + 0.1 * expected[i]
+            buffers[i] = 0.9 * buffers[i] + 0.01 * expected[i].norm() / d.norm() * d
+            expected[i] = expected[i] - 0.5 * buffers[i]
+        lars.step()
+    for p, e in zip(params, expected):
+        assert torch.allclose(p, e, atol=1e-5)
+
+
 def test_lars_without_the_trust_ratio_is_sgd_with_momentum():
     torch.manual_seed(0)
     ours, theirs = torch.nn.Parameter(torch.randn(5, 2)), torch.nn.Parameter(torch.randn(5, 2))
@@ -349,3 +367,22 @@ def test_knn_monitor_takes_the_same_seeded_random_subset_every_time():
     assert seen[0] == seen[2] and seen[1] == seen[3]  # the same subset at every epoch
     assert len(seen[0]) == 8 and seen[0] != list(range(8)) and set(labels[seen[0]].tolist()) == {0, 1}
     assert len(seen[1]) == 2
+
+
+def test_in_memory_images_load_as_whole_batches_equal_to_image_by_image(fashion_mnist):
+    from torch.utils.data import DataLoader, Subset
+
+    from train import data as datasets
+    from train.engine import training_loader
+
+    images = datasets.fashion_mnist(False)
+    for dataset in (images, Subset(images, list(range(100, 400)))):
+        assert datasets.in_memory(dataset)
+        cfg = Config(batch_size=64, seed=3)
+        loader, sampler = training_loader(dataset, cfg, 0, 1, torch.device("cpu"))
+        sampler.set_epoch(2)
+        one_by_one = DataLoader(datasets.Indexed(dataset), batch_size=64, sampler=sampler, drop_last=True)
+        batches = list(loader)
+        assert len(batches) == len(loader) == len(dataset) // 64
+        for (x, i), (y, j) in zip(batches, one_by_one):
+            assert x.dtype == torch.uint8 and torch.equal(x, y) and torch.equal(i, j)

@@ -227,7 +227,7 @@ def test_nce_logits_are_fp32_under_autocast(monkeypatch):
     assert torch.allclose(model.log_z, log_z, atol=1e-6)
     assert torch.allclose(loss, nce_loss(positive, noise, log_z, 20), rtol=1e-6)
     rounded = (f.bfloat16() @ bank[5:10].T.bfloat16()).float() / 0.07
-    assert not torch.allclose(nce_loss(positive, rounded, log_z, 20), loss, rtol=1e-4)  # the test can tell
+    assert not torch.allclose(nce_loss(positive, rounded, log_z, 20), loss, rtol=1e-6)  # the test can tell, at its rtol
 
 
 def test_paper_preset_is_lemniscates_imagenet_recipe():

@@ -31,7 +31,15 @@ class Indexed(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        return self.dataset[index][0], index
+        """One (image, index); given a list of indices (in-memory images), the batch (images [B, ...], indices [B])."""
+        return self.dataset[index][0], (torch.as_tensor(index) if isinstance(index, list) else index)
+
+
+def in_memory(dataset: Dataset) -> bool:
+    """Images held as one tensor (a TensorDataset, or a Subset of one): a whole batch is one indexing op."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return isinstance(dataset, TensorDataset)
 
 
 class Mapped(Dataset):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import zoo.card
@@ -145,8 +145,13 @@ def training_loader(dataset, cfg: Config, rank: int, world: int, device) -> tupl
     """Each rank's shard of a seeded shuffle, in fixed-size batches. Workers are started afresh each
     epoch, so their random crops follow the epoch's seed and a resumed run replays them."""
     sampler = DistributedSampler(datasets.Indexed(dataset), world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(datasets.Indexed(dataset), batch_size=cfg.batch_size // world, sampler=sampler,
-                        drop_last=True, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    batch, pin = cfg.batch_size // world, device.type == "cuda"
+    if datasets.in_memory(dataset):  # a batch in one gather: per-image lookups cost a GPU step's time on the host
+        loader = DataLoader(datasets.Indexed(dataset), sampler=BatchSampler(sampler, batch, drop_last=True),
+                            batch_size=None, num_workers=cfg.workers, pin_memory=pin)
+    else:
+        loader = DataLoader(datasets.Indexed(dataset), batch_size=batch, sampler=sampler, drop_last=True,
+                            num_workers=cfg.workers, pin_memory=pin)
     if len(loader) == 0:
         raise ValueError(f"{len(dataset)} training images cannot fill one batch of {cfg.batch_size // world} per "
                          f"process: lower --batch-size or train on more images")

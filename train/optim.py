@@ -40,20 +40,23 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad.add(p, alpha=group["weight_decay"])
-                if group["lars"]:
-                    w_norm, d_norm = p.norm(), d.norm()
-                    trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
-                    d = d.mul_(trust)
-                state = self.state[p]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            # multi-tensor ops: a handful of kernel launches per group, not several per parameter
+            d = torch._foreach_add([p.grad for p in params], params, alpha=group["weight_decay"])
+            if group["lars"]:
+                w_norm, d_norm = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(d))
+                trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
+                torch._foreach_mul_(d, list(trust.unbind()))
+            states = [self.state[p] for p in params]
+            for state, step in zip(states, d):
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = d.clone()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(d)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+                    state["momentum_buffer"] = torch.zeros_like(step)
+            buffers = [state["momentum_buffer"] for state in states]
+            torch._foreach_mul_(buffers, group["momentum"])
+            torch._foreach_add_(buffers, d)
+            torch._foreach_add_(params, buffers, alpha=-group["lr"])
         return loss
 
 
