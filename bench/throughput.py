@@ -41,17 +41,24 @@ def first_batch(name: str, data: datasets.Data, batch: int):
     return method, cfg, images, index
 
 
-def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size) -> dict:
+def synced(step, device: torch.device):
+    """``step`` that returns only once the device has finished it, so that a timer around it is honest."""
+    if device.type != "cuda":
+        return step
+    return lambda: (step(), torch.cuda.synchronize(device))
+
+
+def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size, device: torch.device = CPU) -> dict:
     """The yardstick's bare step, then each method's step and its exported backbone's bare step (``NAME bare``),
-    all on the first ``batch`` training images."""
-    out = {"bare": bare_step(data, CPU, batch)}
+    all on the first ``batch`` training images, on ``device``."""
+    out = {"bare": bare_step(data, device, batch)}
     for name in names:
         method, cfg, images, index = first_batch(name, data, batch)
-        ready = prepared(data, index, cfg.image_size)
-        backbone = copy.deepcopy(method.export())  # its own parameters and optimiser: the method's are left alone
-        out[name] = engine_step(method, cfg, images, index, CPU)
-        out[f"{name} bare"] = engine_step(Bare(backbone), cfg, ready, index, CPU)
-    return out
+        ready = prepared(data, index, cfg.image_size).to(device)
+        backbone = copy.deepcopy(method.export()).to(device)  # its own parameters and optimiser
+        out[name] = engine_step(method.to(device), cfg, images, index, device)
+        out[f"{name} bare"] = engine_step(Bare(backbone), cfg, ready, index, device)
+    return {name: synced(step, device) for name, step in out.items()}
 
 
 def rounds(timed: dict, repeats: int) -> dict[str, list[float]]:

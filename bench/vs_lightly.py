@@ -448,7 +448,7 @@ def main(argv=None) -> str:
                   epochs=args.epochs, train_images=len(data.train), test_images=len(data.test),
                   lightly_version=lightly.__version__)
     if not args.no_write:
-        write_section(TITLE, body)
+        write_section(TITLE if device.type == "cpu" else f"{TITLE} on a GPU", body)
     return body
 
 
