@@ -35,6 +35,9 @@ from .report import write_section
 TITLE = "The papers' claims on Fashion-MNIST (kNN)"
 
 
+ORDERINGS = ("rises", "fails")  # what a claim's verdict can check
+
+
 @dataclass(frozen=True)
 class Claim:
     """One hyper-parameter of one method's `fmnist` preset, at ``values`` besides the preset's own."""
@@ -46,6 +49,10 @@ class Claim:
     says: str  # the paper's claim, with where it makes it
     log_scale: bool = False
     predicts: str = "rises"  # the ordering the claim predicts: "rises" with the value, or the lowest value "fails"
+
+    def __post_init__(self):
+        if self.predicts not in ORDERINGS:
+            raise ValueError(f"Claim.predicts is one of {', '.join(ORDERINGS)}, not {self.predicts!r}")
 
     def variants(self, scale: lineage.Scale) -> list[lineage.Run]:
         """The preset with ``key`` moved to each of ``values``: the ablations."""

@@ -76,3 +76,8 @@ def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp
     assert "| 256 | 80.00 | 6.0 |" in text and "| 4096 | 82.50 | 6.0 |" in text and "| 16384 |" not in text
     assert "As the paper" not in text and "Not as the paper" not in text  # no verdict on a partial sweep
     assert "Not yet measured: K = 16384" in text and "--claims moco-queue --train --skip-trained" in text
+
+
+def test_a_claim_predicting_an_ordering_the_verdict_cannot_check_is_refused():
+    with pytest.raises(ValueError, match="rises, fails, not 'falls'"):
+        claims.Claim("moco", "momentum", "m", (0.0,), "says", predicts="falls")
