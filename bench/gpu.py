@@ -59,6 +59,12 @@ def card_knn(folder: Path) -> float:
     raise ValueError(f"{folder / 'README.md'} reports no {zoo.card.KNN_METRIC}")
 
 
+def failure(error: Exception) -> str:
+    """A table cell naming what failed: its type and the first line of its message."""
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"**failed**: {type(error).__name__}: {first}"
+
+
 def smoke(name: str, preset: str, root: Path, device: torch.device, epochs: int) -> dict:
     """Train ``epochs - 1`` epochs, then resume for the last one and export; load the export back and check it."""
     cfg = METHODS[name].PRESETS[preset].override(epochs=epochs)
@@ -67,7 +73,7 @@ def smoke(name: str, preset: str, root: Path, device: torch.device, epochs: int)
     fit(name, preset, cfg.override(epochs=epochs - 1), out, export=False)
     folder = fit(name, preset, cfg, out, resume=True, name=f"gpu-{name}-{preset}")
     seconds = time.perf_counter() - began
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     losses = [float(row["loss"]) for row in rows]
     data = datasets.load(cfg.dataset, cfg.image_size, cfg.subset, cfg.seed)
     preprocess = Preprocess(cfg.image_size, data.mean, data.std, data.crop_pct).to(device)
@@ -95,8 +101,7 @@ def smoke_section(device: torch.device, epochs: int) -> str:
                     r = smoke(name, preset, Path(root), device, epochs)
                 except Exception as error:  # the report names it; the next method still runs
                     traceback.print_exc()
-                    rows.append(f"| {name} | {preset} | - | - | - | - | **failed**: {type(error).__name__}: "
-                                f"{str(error).splitlines()[0][:200] if str(error) else ''} |")
+                    rows.append(f"| {name} | {preset} | - | - | - | - | {failure(error)} |")
                     continue
                 result = "ok" if not r["problems"] else "**failed**: " + "; ".join(r["problems"])
                 rows.append(f"| {name} | {preset} | {' / '.join(f'{x:.4g}' for x in r['losses'])} | "
@@ -177,8 +182,7 @@ def paper_throughput_section(device: torch.device, warmup: int, steps: int, batc
             used, rates = paper_rate(name, device, batch, warmup, steps)
         except Exception as error:
             traceback.print_exc()
-            rows.append(f"| {name} | {cfg.arch}, {cfg.image_size} | - | **failed**: {type(error).__name__}: "
-                        f"{str(error).splitlines()[0][:200] if str(error) else ''} | - | - |")
+            rows.append(f"| {name} | {cfg.arch}, {cfg.image_size} | - | {failure(error)} | - | - |")
             continue
         images = 50_000 if cfg.dataset == "cifar10" else IMAGENET_IMAGES
         epoch = images / statistics.median(rates) / 3600

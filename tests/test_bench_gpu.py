@@ -48,3 +48,8 @@ def test_profile_step_times_only_the_steps_after_warm_up(monkeypatch):
     monkeypatch.setattr(profile_step.time, "perf_counter", lambda: next(clock))
     seconds = profile_step.median_seconds(lambda: calls.append(1), steps=3, warmup=2)
     assert len(calls) == 5 and seconds == 2.0  # steps of 1, 2 and 3 s after two untimed ones
+
+
+def test_a_failed_part_is_named_by_its_error_and_first_line():
+    assert gpu.failure(ValueError("no batch fits\nmore detail")) == "**failed**: ValueError: no batch fits"
+    assert gpu.failure(RuntimeError()) == "**failed**: RuntimeError: "
