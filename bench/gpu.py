@@ -163,14 +163,7 @@ def timed_steps(name: str, cfg, images: int, device: torch.device, warmup: int, 
     batch = cfg.batch_size
     step = throughput.synced(engine_step(method, cfg, synthetic_batch(method, cfg, batch, device),
                                          torch.arange(batch, device=device), device), device)
-    for _ in range(warmup):
-        step()
-    rates = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        step()
-        rates.append(batch / (time.perf_counter() - began))
-    return rates
+    return [batch / seconds for seconds in throughput.step_seconds(step, steps, warmup)]
 
 
 def paper_throughput_section(device: torch.device, warmup: int, steps: int, batch: int = PER_GPU_BATCH) -> str:

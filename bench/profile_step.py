@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -20,18 +19,11 @@ from torch.profiler import ProfilerActivity, profile
 from train import data as datasets
 
 from . import vs_lightly
-from .throughput import synced
+from .throughput import step_seconds, synced
 
 
 def median_seconds(step, steps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    seconds = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - began)
-    return statistics.median(seconds)
+    return statistics.median(step_seconds(step, steps, warmup))
 
 
 def main(argv=None) -> int:

@@ -48,6 +48,18 @@ def synced(step, device: torch.device):
     return lambda: (step(), torch.cuda.synchronize(device))
 
 
+def step_seconds(step, steps: int, warmup: int) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``step``, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    seconds = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
 def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size, device: torch.device = CPU) -> dict:
     """The yardstick's bare step, then each method's step and its exported backbone's bare step (``NAME bare``),
     all on the first ``batch`` training images, on ``device``."""

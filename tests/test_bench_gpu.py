@@ -42,10 +42,10 @@ def test_paper_batches_are_shaped_as_the_loader_hands_them(name):
 
 
 def test_profile_step_times_only_the_steps_after_warm_up(monkeypatch):
-    from bench import profile_step
+    from bench import profile_step, throughput
 
     clock, calls = iter([0.0, 1.0, 5.0, 7.0, 10.0, 13.0]), []
-    monkeypatch.setattr(profile_step.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(clock))
     seconds = profile_step.median_seconds(lambda: calls.append(1), steps=3, warmup=2)
     assert len(calls) == 5 and seconds == 2.0  # steps of 1, 2 and 3 s after two untimed ones
 
