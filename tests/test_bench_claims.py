@@ -66,6 +66,13 @@ def test_the_verdict_names_where_the_measured_order_departs_from_the_papers():
     assert claims.verdict(momentum, measured(momentum, (72.6, 80.2, 79.9))) == (
         "As the paper: m = 0.0 trails every other value, by 7.30 points or more.")
     assert claims.verdict(momentum, measured(momentum, (80.0, 79.0, 81.0))).startswith("Not as the paper here")
+    # temperature: lower is better, so kNN must fall as T rises
+    temperature = claims.CLAIMS["simclr-temperature"]
+    assert [run.cfg.method["temperature"] for run in temperature.runs(lineage.FULL)] == [0.1, 0.5]
+    assert claims.verdict(temperature, measured(temperature, (81.22, 78.18))) == (
+        "As the paper: kNN falls with T at every step (81.22 > 78.18).")
+    assert claims.verdict(temperature, measured(temperature, (78.0, 78.0))) == (
+        "Not as the paper here: kNN does not fall from T = 0.1 to T = 0.5 (78.00 to 78.00).")
 
 
 def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp_path):
@@ -79,5 +86,5 @@ def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp
 
 
 def test_a_claim_predicting_an_ordering_the_verdict_cannot_check_is_refused():
-    with pytest.raises(ValueError, match="rises, fails, not 'falls'"):
-        claims.Claim("moco", "momentum", "m", (0.0,), "says", predicts="falls")
+    with pytest.raises(ValueError, match="rises, falls, fails, not 'drops'"):
+        claims.Claim("moco", "momentum", "m", (0.0,), "says", predicts="drops")
