@@ -30,6 +30,12 @@ class Bare(Method):
         return StepOutput(self.backbone(images).square().mean())
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device to finish the work queued on it (a CPU's is done when the call returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def engine_step(method: Method, cfg: Config, images, index, device: torch.device):
     """A closure running one engine step (schedules, forward, backward, hooks, optimiser) of ``method`` on one
     batch, at the first step of a long run."""

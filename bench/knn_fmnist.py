@@ -38,7 +38,7 @@ from train.methods import METHODS
 from zoo.card import KNN_METRIC
 
 from .report import REPORT, remove_section, write_section
-from .bare import BARE, bare_step
+from .bare import BARE, bare_step, sync
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -132,8 +132,7 @@ class BareClock:
 
     def __init__(self, data: datasets.Data, scale: Scale):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the engine chooses
-        self.step = bare_step(data, device)
-        self.sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+        self.step, self.device = bare_step(data, device), device
         self.scale, self.measured = scale, []
 
     def measure(self) -> float:
@@ -142,10 +141,10 @@ class BareClock:
             self.step()
         seconds = []
         for _ in range(self.scale.timed_steps):
-            self.sync()
+            sync(self.device)
             began = time.perf_counter()
             self.step()
-            self.sync()
+            sync(self.device)
             seconds.append(time.perf_counter() - began)
         self.measured.append(bare_epoch_seconds(seconds))
         print(f"bare epoch: {self.measured[-1]:.1f} s", flush=True)

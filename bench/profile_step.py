@@ -19,6 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 from train import data as datasets
 
 from . import vs_lightly
+from .bare import sync
 from .throughput import step_seconds, synced
 
 
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     with profile(activities=activities) as prof:
         for _ in range(args.steps):
             our_step()
-        synced(lambda: None, device)()
+        sync(device)
     events = prof.key_averages()
     kernels = sum(e.count for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
     print(f"\n{kernels / args.steps:.0f} kernel launches per step")

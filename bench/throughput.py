@@ -23,7 +23,7 @@ from train import data as datasets
 from train.engine import training_loader, training_set
 from train.methods import METHODS
 
-from .bare import BARE, Bare, bare_step, engine_step, prepared
+from .bare import BARE, Bare, bare_step, engine_step, prepared, sync
 from .report import write_section
 
 CPU = torch.device("cpu")
@@ -45,7 +45,7 @@ def synced(step, device: torch.device):
     """``step`` that returns only once the device has finished it, so that a timer around it is honest."""
     if device.type != "cuda":
         return step
-    return lambda: (step(), torch.cuda.synchronize(device))
+    return lambda: (step(), sync(device))
 
 
 def step_seconds(step, steps: int, warmup: int) -> list[float]:

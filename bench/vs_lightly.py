@@ -65,6 +65,7 @@ from train.knn import knn_monitor
 from train.methods import METHODS
 from train.methods.base import Progress
 
+from .bare import sync
 from .report import write_section
 
 TITLE = "Against lightly (SimCLR, MoCo v2)"
@@ -120,11 +121,6 @@ def preset(name: str, epochs: int | None = None) -> Config:
     if cfg.clip_grad or cfg.weight_decay_end is not None:
         raise ValueError(f"{name}: the lightly side sets neither gradient clipping nor a weight-decay schedule")
     return cfg
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Ours:
