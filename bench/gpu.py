@@ -42,6 +42,7 @@ from .report import write_section
 IMAGENET_IMAGES = 1_281_167
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 PER_GPU_BATCH = 256  # the most a paper step takes on one GPU here; halved on running out of memory
+IN_MEMORY = {"fashion-mnist": 60_000, "cifar10": 50_000}  # training images of the datasets held whole in memory
 KNN_TOLERANCE = 1.0  # points between the card's kNN (bf16 features at export) and the loaded model's
 
 
@@ -132,10 +133,15 @@ far too small to fill this GPU, so these rates measure kernel launches more than
 """
 
 
+def epoch_images(cfg) -> int:
+    """Training images in one epoch of the recipe's dataset: an in-memory one's, else ImageNet's."""
+    return IN_MEMORY.get(cfg.dataset, IMAGENET_IMAGES)
+
+
 def synthetic_batch(method, cfg, batch: int, device: torch.device):
     """Random uint8 images as the loader would hand them: whole ones for in-memory datasets (the views crop on
     the device), else one tensor per crop, as the CPU workers cut them from decoded files."""
-    if cfg.dataset in ("fashion-mnist", "cifar10"):
+    if cfg.dataset in IN_MEMORY:
         return torch.randint(0, 256, (batch, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, device=device)
     return [torch.randint(0, 256, (batch, 3, crop.size, crop.size), dtype=torch.uint8, device=device)
             for crop in method.crops]
@@ -146,10 +152,9 @@ def paper_rate(name: str, device: torch.device, batch: int, warmup: int, steps: 
     fits in memory); returns the batch used and the rates."""
     cfg = METHODS[name].PRESETS["paper"]
     batch = min(batch, cfg.batch_size)
-    images = IMAGENET_IMAGES if cfg.dataset not in ("fashion-mnist", "cifar10") else 50_000
     while True:
         try:
-            return batch, timed_steps(name, cfg.override(batch_size=batch), images, device, warmup, steps)
+            return batch, timed_steps(name, cfg.override(batch_size=batch), device, warmup, steps)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             if batch <= 8:
@@ -157,9 +162,9 @@ def paper_rate(name: str, device: torch.device, batch: int, warmup: int, steps: 
             batch //= 2
 
 
-def timed_steps(name: str, cfg, images: int, device: torch.device, warmup: int, steps: int) -> list[float]:
+def timed_steps(name: str, cfg, device: torch.device, warmup: int, steps: int) -> list[float]:
     torch.manual_seed(0)
-    method = METHODS[name].build(cfg, images, *IMAGENET_STATS).to(device)
+    method = METHODS[name].build(cfg, epoch_images(cfg), *IMAGENET_STATS).to(device)
     batch = cfg.batch_size
     step = throughput.synced(engine_step(method, cfg, synthetic_batch(method, cfg, batch, device),
                                          torch.arange(batch, device=device), device), device)
@@ -177,8 +182,7 @@ def paper_throughput_section(device: torch.device, warmup: int, steps: int, batc
             traceback.print_exc()
             rows.append(f"| {name} | {cfg.arch}, {cfg.image_size} | - | {failure(error)} | - | - |")
             continue
-        images = 50_000 if cfg.dataset == "cifar10" else IMAGENET_IMAGES
-        epoch = images / statistics.median(rates) / 3600
+        epoch = epoch_images(cfg) / statistics.median(rates) / 3600
         rows.append(f"| {name} | {cfg.arch}, {cfg.image_size} | {used} | {throughput.spread(rates)} | "
                     f"{epoch:.3g} | {epoch * cfg.epochs:.3g} ({cfg.epochs} epochs) |")
         print(rows[-1], flush=True)
