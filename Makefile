@@ -46,6 +46,7 @@ bench: setup data
 	$(PY) -m bench.bad_inputs
 	$(PY) -m bench.ann_recall
 	$(PY) -m bench.demo_startup
-# against lightly, installed only here (the bench extra); kNN after the presets' 4 epochs on each side
+# against lightly and kornia, installed only here (the bench extra); kNN after the presets' 4 epochs on each side
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) -m bench.views
 	$(PY) -m bench.vs_lightly --epochs 4

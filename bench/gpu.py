@@ -9,6 +9,7 @@
 3. Throughput of the `paper` recipes on one GPU: the method's step on synthetic uint8 crops of the recipe's
    sizes (decoding and cropping left out), at a per-GPU batch, and the GPU-hours that rate puts on the recipe.
 4. `bench.vs_lightly --epochs 4` on the GPU.
+5. `bench.views`: making the views, ours against kornia's transforms, timed and counted on the GPU.
 
 Each part writes its section of BENCHMARKS.md as soon as it ends, so a run cut short keeps what it finished;
 a part that fails is reported with its error, and the next one runs. ``--quick`` shrinks every part to a few
@@ -35,7 +36,7 @@ from train.engine import fit
 from train.knn import knn_monitor
 from train.methods import METHODS
 
-from . import throughput, vs_lightly
+from . import throughput, views, vs_lightly
 from .bare import BARE, engine_step
 from .report import write_section
 
@@ -203,8 +204,8 @@ global batch is spread over several (ImageNet: {IMAGENET_IMAGES:,} images an epo
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="smoke,lightly,paper,fmnist",
-                        help="comma-separated, run in the order given: smoke, lightly, paper, fmnist")
+    parser.add_argument("--parts", default="views,smoke,lightly,paper,fmnist",
+                        help="comma-separated, run in the order given: views, smoke, lightly, paper, fmnist")
     parser.add_argument("--quick", action="store_true", help="a few steps of each part, printed, nothing written")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -217,6 +218,7 @@ def main(argv=None) -> int:
         "fmnist": ("On a GPU: training throughput of the fmnist presets",
                    lambda: fmnist_throughput_section(device, 2 if args.quick else 15, names)),
         "lightly": (None, lambda: vs_lightly.main(["--quick"] if args.quick else ["--epochs", "4"])),
+        "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "paper": ("On a GPU: throughput of the paper recipes",
                   lambda: paper_throughput_section(device, *((1, 1, 8) if args.quick else (3, 10, PER_GPU_BATCH)))),
     }

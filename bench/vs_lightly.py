@@ -28,10 +28,10 @@ images) measures its backbone. The goal is at least 1.2x lightly's throughput at
 What is not the same (each side keeps its own library's parts): the projection heads' init and, for
 SimCLR, the last BatchNorm's shift (ours keeps it at 0, as the authors; lightly's learns it); lightly's
 LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||; the colour
-jitter's random order (torchvision draws it per image, kornia per batch) and, for SimCLR, its brightness
-and contrast (ours are v1's TensorFlow ones, ``train.colour_tf``: additive brightness, contrast about each
-channel's mean; lightly's are torchvision's); and resampling (PIL with
-antialiasing on the CPU, kornia's bilinear on the device). lightly's NTXentLoss is the mean over the 2N
+jitter's random order (torchvision draws it per image, our batched MoCo v2 jitter per batch) and, for
+SimCLR, its brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
+additive brightness, contrast about each channel's mean, HSV saturation; lightly's are torchvision's); and
+resampling (PIL with antialiasing on the CPU, bilinear without it on the device). lightly's NTXentLoss is the mean over the 2N
 views; ours, as the authors' code, is twice that, so the lightly side's SimCLR loss is doubled to give LARS
 the same objective.
 
@@ -51,11 +51,11 @@ from dataclasses import dataclass
 
 import timm
 import torch
-from kornia import augmentation as K
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import zoo.data
+from train import batch_transforms as T
 from train import data as datasets
 from train import optim
 from train.augment import Preprocess, StrongAugment
@@ -103,17 +103,17 @@ def lightly_view_kwargs(views: StrongAugment) -> dict:
     """The keyword arguments of lightly's SimCLRTransform / MoCoV2Transform that make ``views``, one of our
     view makers, read off its own modules."""
     ops = {type(op): op for op in views.ops}
-    crop, jitter, flip = views.crops[0], views.jitter, ops[K.RandomHorizontalFlip]
-    normalize, blur = ops[K.Normalize], ops.get(K.RandomGaussianBlur)
+    crop, jitter, flip = views.crops[0], views.jitter, ops[T.RandomHorizontalFlip]
+    normalize, blur = ops[T.Normalize], ops.get(T.RandomGaussianBlur)
     if crop.scale[1] != 1.0 or tuple(crop.ratio) != (3 / 4, 4 / 3):
         raise ValueError(f"lightly's crop takes scale (min, 1.0) and ratio (3/4, 4/3), not {crop}")
     return dict(input_size=crop.size, min_scale=crop.scale[0], cj_prob=jitter.p, cj_strength=1.0,
                 cj_bright=jitter.brightness, cj_contrast=jitter.contrast, cj_sat=jitter.saturation,
-                cj_hue=jitter.hue, random_gray_scale=ops[K.RandomGrayscale].p,
+                cj_hue=jitter.hue, random_gray_scale=ops[T.RandomGrayscale].p,
                 gaussian_blur=blur.p if blur else 0.0,
-                sigmas=tuple(blur._param_generator.sigma) if blur else (0.1, 2.0),
+                sigmas=blur.sigma if blur else (0.1, 2.0),
                 hf_prob=flip.p, vf_prob=0.0, rr_prob=0.0,
-                normalize=dict(mean=normalize.flags["mean"].tolist(), std=normalize.flags["std"].tolist()))
+                normalize=dict(mean=normalize.mean.flatten().tolist(), std=normalize.std.flatten().tolist()))
 
 
 def preset(name: str, epochs: int | None = None) -> Config:
@@ -408,8 +408,9 @@ lr at every step, weight decay and steps. Images per second end to end (loading 
 
 Not equalised (each side keeps its library's parts): the projection heads' init and SimCLR's last BatchNorm
 shift (learnt by lightly's head, kept at 0 by ours); LARS's trust ratio (lightly's eta ||w|| / (||g|| + wd ||w||),
-ours eta ||w|| / ||g + wd w||); the colour jitter's random order (per image in torchvision, per batch in
-kornia) and SimCLR's brightness and contrast (ours as v1's TensorFlow code, lightly's as torchvision); resampling (PIL with antialiasing, kornia bilinear). lightly's SimCLR loss is doubled to equal ours
+ours eta ||w|| / ||g + wd w||); the colour jitter's random order (per image in torchvision, per batch in our
+MoCo v2 views) and SimCLR's brightness, contrast and saturation (ours as v1's TensorFlow code, lightly's as
+torchvision); resampling (PIL with antialiasing, ours bilinear without it). lightly's SimCLR loss is doubled to equal ours
 (the authors' sum of both directions).
 """
 

@@ -1,9 +1,13 @@
 """SimCLR v1's colour distortion as the authors' TensorFlow code: additive brightness, contrast about each
 channel's mean, clipping after every step, applied with p."""
+import colorsys
+
+import pytest
 import torch
 
 from train.augment import StrongAugment, colour_jitter
-from train.colour_tf import ColourJitterTF
+from train.batch_transforms import adjust_hue
+from train.colour_tf import ColourJitterTF, adjust_saturation
 from train.methods import simclr, simclrv2
 
 MEAN, STD = (0.5,) * 3, (0.25,) * 3
@@ -46,8 +50,8 @@ def test_each_image_draws_its_own_order_of_the_steps():
     torch.manual_seed(0)
     jitter = ColourJitterTF(0.5, 0.5, 0, 0, p=1.0)
     drawn = jitter.steps
-    jitter.steps = lambda n, device: [(step, torch.full((n,), fixed))  # delta 0.5, contrast factor 1.5
-                                      for (step, _), fixed in zip(drawn(n, device), (0.5, 1.5))]
+    jitter.steps = lambda n, device, grey: [(step, torch.full((n,), fixed))  # delta 0.5, contrast factor 1.5
+                                            for (step, _), fixed in zip(drawn(n, device, grey), (0.5, 1.5))]
     image = torch.tensor([0.2, 0.8]).view(1, 1, 1, 2).expand(256, 3, 1, 2)  # each channel's mean 0.5
     rows = jitter(image)[:, 0, 0]
     brightness_first = torch.tensor([0.625, 1.0])  # [0.7, 1.3] -> [0.7, 1] -> about 0.85: [0.625, 1.075] -> clip
@@ -63,3 +67,18 @@ def test_simclr_v1_distorts_as_its_tensorflow_code_and_v2_as_torchvision():
         assert isinstance(views, StrongAugment)
         assert isinstance(views.jitter, ColourJitterTF) == (module is simclr)
         assert (views.jitter.brightness, views.jitter.hue) == (0.4, 0.1)  # strength 0.5: 0.8 s and 0.2 s
+
+
+def test_saturation_and_hue_are_hsvs_as_tensorflow_computes_them():
+    """Against Python's colorsys, pixel by pixel: s times the factor (clipped), h plus the shift (mod 1)."""
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 2, 2)
+    factors, shifts = torch.empty(6).uniform_(0.2, 1.8), torch.empty(6).uniform_(-0.5, 0.5)
+    saturated, rotated = adjust_saturation(images, factors), adjust_hue(images, shifts)
+    for i in range(6):
+        for y, x in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+            h, s, v = colorsys.rgb_to_hsv(*images[i, :, y, x].tolist())
+            expected = colorsys.hsv_to_rgb(h, min(1.0, s * float(factors[i])), v)
+            assert saturated[i, :, y, x].tolist() == pytest.approx(expected, abs=1e-5)
+            expected = colorsys.hsv_to_rgb((h + float(shifts[i])) % 1.0, s, v)
+            assert rotated[i, :, y, x].tolist() == pytest.approx(expected, abs=1e-5)

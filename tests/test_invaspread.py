@@ -3,7 +3,6 @@ CIFAR ResNet-18 it is trained with."""
 import math
 import os
 
-import kornia.augmentation as K
 import timm
 import torch
 import torch.nn.functional as F
@@ -13,6 +12,7 @@ import zoo
 import zoo.architectures  # registers resnet18_cifar with timm
 import zoo.checkpoint
 from conftest import two_processes
+from train import batch_transforms
 from train.blocks.losses import invariance_spreading_loss
 from train.blocks.views import TwoViews
 from train.methods.base import Progress, StepOutput
@@ -104,7 +104,8 @@ def test_two_views_differ_and_keep_the_batch_order():
     assert [crop.size for crop in two.crops] == [16, 16] and two.crops[0].scale == (0.2, 1.0)
     assert two([images, images]).shape == (6, 3, 16, 16)
     ops = [type(op) for op in Augment(16, (0.5,) * 3, (0.25,) * 3).ops]  # demo_seen.py's order
-    assert ops == [K.RandomResizedCrop, K.ColorJitter, K.RandomGrayscale, K.RandomHorizontalFlip, K.Normalize]
+    bt = batch_transforms
+    assert ops == [bt.RandomResizedCrop, bt.ColorJitter, bt.RandomGrayscale, bt.RandomHorizontalFlip, bt.Normalize]
 
 
 def test_one_training_step_gives_a_finite_loss_and_backbone_gradients():

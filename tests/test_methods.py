@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import zoo
+from bench.views import host_syncs
 from train import optim
 from train.augment import Preprocess
 from train.data import Data
@@ -122,3 +123,12 @@ def test_image_files_arrive_as_the_methods_own_crops(name):
     assert crops, f"{name} names no crops"
     out = engine_step(method, cfg, crops)
     assert math.isfinite(out.loss.item())
+
+
+@every_method
+def test_views_are_made_without_a_host_sync(name):
+    """The views run on the training device in the step's own stream: a mask index or a value read back
+    there would make the host wait for the GPU at every step."""
+    method, _ = build(name)
+    with torch.no_grad():
+        assert host_syncs(lambda: method.augment(IMAGES[INDEX])) == set()

@@ -133,7 +133,7 @@ print("\n".join(f"{name} {where}" for name, where in sorted(tried)))
 def test_import_zoo_and_load_work_without_any_extra(tmp_path):
     refused = extras_only_modules()
     # the check is only as good as its list: the heavy packages of the extras must be on it
-    heavy = {"gradio", "faiss", "kornia", "matplotlib", "lightly", "playwright", "pytest", "pandas"}
+    heavy = {"gradio", "faiss", "matplotlib", "lightly", "playwright", "pytest", "pandas"}
     assert {name for name in heavy if importlib.util.find_spec(name)} <= refused  # lightly: only with [bench]
     torch.manual_seed(0)
     model = timm.create_model("resnet18", num_classes=0, channels=(8, 16, 32, 64), stem_width=8).eval()

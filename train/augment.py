@@ -1,4 +1,4 @@
-"""Views: random resized crops, then colour and flip, batched on the training device (kornia).
+"""Views: random resized crops, then colour and flip, batched on the training device (``train.batch_transforms``).
 
 Per-image PIL pipelines cannot keep two CPU cores, let alone a GPU, busy; these take uint8
 batches [B, C, H, W] (C = 1 or 3) and return normalised float RGB batches. The random resized
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia.augmentation as K
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from . import batch_transforms as T
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,9 @@ class Crop:
     ratio: tuple = (3 / 4, 4 / 3)
 
     def on_device(self) -> nn.Module:
-        """The crop of a whole batch as one affine warp: kornia's default ("slice") resizes image by image, a
-        loop of kernel launches per view that dominated a GPU step; both sample the same pixels."""
-        return K.RandomResizedCrop((self.size, self.size), scale=self.scale, ratio=self.ratio,
-                                   cropping_mode="resample")
+        """The crop of a whole batch as one affine warp (torchvision's boxes, bilinear without antialiasing: the
+        in-memory images are small, and their crops are resized up)."""
+        return T.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio)
 
     def on_cpu(self):
         """The same crop as a torchvision transform of a PIL image, to a uint8 tensor."""
@@ -54,8 +54,12 @@ class CropOnCPU:
         return f"CropOnCPU({self.crops})"
 
 
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255
+
+
 def to_rgb_float(images: torch.Tensor) -> torch.Tensor:
-    images = images.float() / 255
+    images = to_float(images)
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
@@ -66,7 +70,7 @@ class Preprocess(nn.Module):
     def __init__(self, size: int, mean, std, crop_pct: float = 1.0):
         super().__init__()
         self.size, self.resize = size, round(size / crop_pct)
-        self.normalize = K.Normalize(torch.tensor(mean), torch.tensor(std))
+        self.normalize = T.Normalize(mean, std)
 
     def forward(self, images):
         images = to_rgb_float(images)
@@ -89,16 +93,16 @@ class InstanceAugment(nn.Module):
         self.crops = [Crop(size, scale)]
         self.ops = nn.Sequential(
             self.crops[0].on_device(),
-            K.RandomGrayscale(p=0.2),
-            K.ColorJitter(0.4, 0.4, 0.4, 0.4, p=1.0),
-            K.RandomHorizontalFlip(),
-            K.Normalize(torch.tensor(mean), torch.tensor(std)),
+            T.RandomGrayscale(p=0.2),
+            T.ColorJitter(0.4, 0.4, 0.4, 0.4, p=1.0),
+            T.RandomHorizontalFlip(),
+            T.Normalize(mean, std),
         )
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         if isinstance(images, torch.Tensor):
-            return self.ops(to_rgb_float(images))
-        return self.ops[1:](to_rgb_float(cropped(images, self.crops)[0]))
+            return self.ops(to_float(images))  # a grey batch stays one channel until Normalize
+        return self.ops[1:](to_float(cropped(images, self.crops)[0]))
 
 
 def cropped(images: list[torch.Tensor], crops: list[Crop]) -> list[torch.Tensor]:
@@ -134,21 +138,21 @@ class StrongAugment(nn.Module):
         super().__init__()
         self.crops = [Crop(size, scale)]
         self.jitter = jitter or colour_jitter(*simclr_jitter(1.0))
-        ops = [self.crops[0].on_device(), self.jitter, K.RandomGrayscale(p=0.2)]
+        ops = [self.crops[0].on_device(), self.jitter, T.RandomGrayscale(p=0.2)]
         if blur:
-            ops.append(K.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur))
-        self.ops = nn.Sequential(*ops, K.RandomHorizontalFlip(), K.Normalize(torch.tensor(mean), torch.tensor(std)))
+            ops.append(T.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur))
+        self.ops = nn.Sequential(*ops, T.RandomHorizontalFlip(), T.Normalize(mean, std))
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         if isinstance(images, torch.Tensor):
-            return self.ops(to_rgb_float(images))
-        return self.ops[1:](to_rgb_float(cropped(images, self.crops)[0]))
+            return self.ops(to_float(images))  # a grey batch stays one channel until Normalize
+        return self.ops[1:](to_float(cropped(images, self.crops)[0]))
 
 
 def colour_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> nn.Module:
-    """torchvision's colour jitter (multiplicative brightness; kornia applies the four in an order drawn per
-    batch) with probability 0.8, as MoCo v2's and SimCLR v2's code."""
-    return K.ColorJitter(brightness, contrast, saturation, hue, p=0.8)
+    """torchvision's colour jitter (multiplicative brightness) with probability 0.8, as MoCo v2's and SimCLR
+    v2's code."""
+    return T.ColorJitter(brightness, contrast, saturation, hue, p=0.8)
 
 
 def simclr_jitter(strength: float) -> tuple:

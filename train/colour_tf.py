@@ -1,24 +1,34 @@
 """SimCLR v1's colour distortion as the authors' TensorFlow code computes it (google-research/simclr at
 85e8552, ``data_util.color_jitter_rand``), batched on the device.
 
-It differs from torchvision's (and kornia's ``ColorJitter``, which SimCLR v2's code switched to) in two
-ways that matter on dark images such as Fashion-MNIST's black background:
+It differs from torchvision's (``train.batch_transforms.ColorJitter``, which SimCLR v2's code switched to)
+in three ways that matter on dark images such as Fashion-MNIST's black background:
 
 - brightness is additive, x + delta with delta ~ U(-b, b) (``tf.image.random_brightness``), where
   torchvision multiplies by a factor in [1 - b, 1 + b] and so leaves black black;
 - contrast scales about each channel's own mean (``tf.image.adjust_contrast``), where torchvision
-  blends with the mean of the grey image.
+  blends with the mean of the grey image;
+- saturation scales HSV's s (``tf.image.adjust_saturation``), where torchvision blends with the grey image.
 
-Saturation (HSV) and hue are the same in both. As there, each image draws its own order of the four
-steps and the result is clipped to [0, 1] after every step; the whole distortion applies with ``p``.
+Hue is the same in both. As there, each image draws its own order of the four steps and the result is
+clipped to [0, 1] after every step; the whole distortion applies with ``p``. Batched without a host sync:
+each step runs on every image at every position and is kept where it is the image's step there, so the
+cost is the square of the number of steps (16 cheap elementwise passes) instead of a sync per position.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-from kornia.enhance import adjust_hue, adjust_saturation
 from torch import nn
+
+from .batch_transforms import adjust_hue, chance, hsv_to_rgb, per_image, rgb_to_hsv
+
+
+def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """HSV's saturation times each image's factor, clipped to [0, 1] (``tf.image.adjust_saturation``)."""
+    if images.shape[1] == 1:  # grey: no saturation
+        return images
+    hue, saturation, value = rgb_to_hsv(images)
+    return hsv_to_rgb(hue, (saturation * factors.view(-1, 1, 1)).clamp(0, 1), value)
 
 
 class ColourJitterTF(nn.Module):
@@ -26,14 +36,12 @@ class ColourJitterTF(nn.Module):
         super().__init__()
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
 
-    def steps(self, n: int, device) -> list:
+    def steps(self, n: int, device, grey: bool = False) -> list:
         """Each step as (its function of (images, per-image factor), the factors of ``n`` images); a step of
-        strength 0 is left out, as the authors' code skips it."""
+        strength 0 is left out, as the authors' code skips it, and so are saturation and hue on ``grey``
+        images, which they leave as they are (only the order of the other two matters then)."""
         def uniform(low, high):
             return torch.empty(n, device=device).uniform_(low, high)
-
-        def per_image(t):
-            return t.view(-1, 1, 1, 1)
 
         out = []
         if self.brightness:
@@ -43,22 +51,20 @@ class ColourJitterTF(nn.Module):
                 mean = x.mean(dim=(2, 3), keepdim=True)
                 return (x - mean) * per_image(f) + mean
             out.append((contrast, uniform(1 - self.contrast, 1 + self.contrast)))
-        if self.saturation:
+        if self.saturation and not grey:
             out.append((adjust_saturation, uniform(1 - self.saturation, 1 + self.saturation)))
-        if self.hue:  # a fraction of a turn, as tf.image.random_hue's max_delta; kornia takes radians
-            out.append((lambda x, d: adjust_hue(x, d * 2 * math.pi), uniform(-self.hue, self.hue)))
+        if self.hue and not grey:  # a fraction of a turn, as tf.image.random_hue's max_delta
+            out.append((adjust_hue, uniform(-self.hue, self.hue)))
         return out
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images``: float RGB in [0, 1], [B, 3, H, W]."""
+        """``images``: float RGB or grey in [0, 1], [B, 3 or 1, H, W]."""
         n = len(images)
-        steps = self.steps(n, images.device)
-        applied = torch.rand(n, device=images.device) < self.p
+        steps = self.steps(n, images.device, grey=images.shape[1] == 1)
         order = torch.rand(n, len(steps), device=images.device).argsort(dim=1)  # each image its own order
-        out = images.clone()
+        out = images
         for position in range(len(steps)):
             for i, (step, factors) in enumerate(steps):
-                chosen = applied & (order[:, position] == i)
-                if chosen.any():
-                    out[chosen] = step(out[chosen], factors[chosen]).clamp(0, 1)
-        return out
+                mine = per_image(order[:, position] == i)
+                out = torch.where(mine, step(out, factors).clamp(0, 1), out)
+        return torch.where(per_image(chance(n, self.p, images.device)), out, images)

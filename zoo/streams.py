@@ -49,14 +49,19 @@ BLUR_SIGMA = 1 / 16  # of the image side: 2 pixels at 32 px, 14 at 224 (part of 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision's rgb_to_grayscale
 
 
+def weighted(images: torch.Tensor, matrix, divisors) -> torch.Tensor:
+    """Output channel i = sum_j matrix[i][j] image_j / divisors[i]. The constants stay Python numbers: a
+    tensor made of them would be a blocking copy to the GPU at every call."""
+    channels = images.unbind(1)
+    return torch.stack([sum(w * c for w, c in zip(row, channels)) / d for row, d in zip(matrix, divisors)], dim=1)
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] sRGB in [0, 1] -> CIE Lab (L in [0, 100]), in float32 whatever the autocast."""
     with torch.autocast(rgb.device.type, enabled=False):
         rgb = rgb.float().clamp(0, 1)
         linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
-        matrix = torch.tensor(XYZ_FROM_RGB, device=rgb.device)
-        white = torch.tensor(D65_WHITE, device=rgb.device).view(1, 3, 1, 1)
-        xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / white
+        xyz = weighted(linear, XYZ_FROM_RGB, D65_WHITE)
         f = torch.where(xyz > 0.008856, xyz.clamp(min=0.008856).pow(1 / 3), 7.787 * xyz + 16 / 116)
         fx, fy, fz = f.unbind(1)
         return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
@@ -64,9 +69,8 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 def lab_views(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(L [B, 1, H, W], ab [B, 2, H, W]), normalised as the authors' loader."""
-    mean = torch.tensor(LAB_MEAN, device=rgb.device).view(1, 3, 1, 1)
-    std = torch.tensor(LAB_STD, device=rgb.device).view(1, 3, 1, 1)
-    return ((rgb_to_lab(rgb) - mean) / std).split([1, 2], dim=1)
+    lab = torch.stack([(c - m) / s for c, m, s in zip(rgb_to_lab(rgb).unbind(1), LAB_MEAN, LAB_STD)], dim=1)
+    return lab.split([1, 2], dim=1)
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -88,8 +92,7 @@ def split_frequencies(grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def frequency_views(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(low, high) of the grey image, each [B, 1, H, W], scaled as L is (x 2, the low-pass centred)."""
     with torch.autocast(rgb.device.type, enabled=False):
-        luma = torch.tensor(LUMA, device=rgb.device).view(1, 3, 1, 1)
-        low, high = split_frequencies((rgb.float().clamp(0, 1) * luma).sum(1, keepdim=True))
+        low, high = split_frequencies(weighted(rgb.float().clamp(0, 1), (LUMA,), (1.0,)))
         return 2 * low - 1, 2 * high
 
 

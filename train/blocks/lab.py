@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import kornia.augmentation as K
 import torch
 from torch import nn
 
+from .. import batch_transforms as T
 from ..augment import Crop, cropped, to_rgb_float
 
 
@@ -27,7 +27,7 @@ class LabSplit(nn.Module):
                  scale=(0.08, 1.0)):
         super().__init__()
         self.crops = [Crop(size, tuple(scale))]
-        self.crop, self.flip, self.split = self.crops[0].on_device(), K.RandomHorizontalFlip(), split
+        self.crop, self.flip, self.split = self.crops[0].on_device(), T.RandomHorizontalFlip(), split
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(images, torch.Tensor):

@@ -8,14 +8,14 @@ exported model cuts with, so training and inference see the same patches.
 """
 from __future__ import annotations
 
-import kornia.augmentation as K
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from zoo.patches import cut_patches, grid_size
 
-from ..augment import Crop, cropped, to_rgb_float
+from .. import batch_transforms as T
+from ..augment import Crop, cropped, to_float
 
 
 def jitter_patches(patches: torch.Tensor, jitter: int) -> torch.Tensor:
@@ -58,14 +58,14 @@ class PatchGrid(nn.Module):
         self.crops = [Crop(size, scale=(crop_scale, crop_scale), ratio=(1.0, 1.0))]
         self.ops = nn.Sequential(
             self.crops[0].on_device(),
-            K.RandomHorizontalFlip(),
-            K.RandomGrayscale(p=grey),
-            K.Normalize(torch.tensor(mean), torch.tensor(std)),
+            T.RandomHorizontalFlip(),
+            T.RandomGrayscale(p=grey),
+            T.Normalize(mean, std),
         )
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         if isinstance(images, torch.Tensor):
-            images = self.ops(to_rgb_float(images))
+            images = self.ops(to_float(images))  # a grey batch stays one channel until Normalize
         else:
-            images = self.ops[1:](to_rgb_float(cropped(images, self.crops)[0]))
+            images = self.ops[1:](to_float(cropped(images, self.crops)[0]))
         return jitter_patches(cut_patches(images, self.patch_size, self.stride), self.jitter)

@@ -1,0 +1,174 @@
+"""The batched transforms draw what torchvision's draw, image by image, and compute what its functions
+compute, without a host sync."""
+import math
+
+import pytest
+import torch
+from torchvision import transforms
+from torchvision.transforms import functional as TF
+
+from bench.views import host_syncs
+from train import batch_transforms as T
+from train.augment import InstanceAugment, StrongAugment, colour_jitter, simclr_jitter
+from train.colour_tf import ColourJitterTF
+from train.colour_tf import adjust_saturation as tf_saturation
+
+MEAN, STD = (0.286,) * 3, (0.353,) * 3
+
+
+def quantiles(values, qs=(0.1, 0.25, 0.5, 0.75, 0.9)):
+    return torch.quantile(torch.as_tensor(values, dtype=torch.float), torch.tensor(qs))
+
+
+def ks_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest gap between the two samples' empirical distribution functions (Kolmogorov-Smirnov)."""
+    points = torch.cat([a, b]).unique()
+    cdf = [torch.searchsorted(x.sort().values.contiguous(), points, right=True) / len(x) for x in (a, b)]
+    return float((cdf[0] - cdf[1]).abs().max())
+
+
+@pytest.mark.parametrize("scale", [(0.08, 1.0), (0.2, 1.0)])
+def test_crop_boxes_follow_torchvisions_distribution(scale):
+    torch.manual_seed(0)
+    height, width, ratio, n = 28, 28, (3 / 4, 4 / 3), 20000
+    ours = T.resized_crop_boxes(n, height, width, scale, ratio, "cpu")
+    left, top, w, h = ours.unbind(1)
+    assert (left >= 0).all() and (top >= 0).all() and (left + w <= width).all() and (top + h <= height).all()
+    image = torch.zeros(1, height, width)
+    theirs = torch.tensor([transforms.RandomResizedCrop.get_params(image, scale, ratio) for _ in range(n)],
+                          dtype=torch.float)  # (top, left, h, w)
+    for mine, torchvisions in [(w * h / (height * width), theirs[:, 2] * theirs[:, 3] / (height * width)),
+                               ((w / h).log(), (theirs[:, 3] / theirs[:, 2]).log()),
+                               (left + w / 2, theirs[:, 1] + theirs[:, 3] / 2)]:
+        assert ks_distance(mine, torchvisions) < 0.02  # two samples of 20000 from one law: below 0.0195 in 999 of 1000
+
+
+def test_a_crop_box_that_never_fits_falls_back_to_torchvisions_centre_crop():
+    image = torch.zeros(1, 10, 40)  # wider than 4:3, and no area fraction above 1 fits
+    top, left, h, w = transforms.RandomResizedCrop.get_params(image, (1.5, 2.0), (3 / 4, 4 / 3))
+    boxes = T.resized_crop_boxes(5, 10, 40, (1.5, 2.0), (3 / 4, 4 / 3), "cpu")
+    assert boxes.tolist() == [[left, top, w, h]] * 5
+
+
+def test_resized_crop_equals_torchvisions_crop_then_resize():
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 28, 28)
+    boxes = torch.tensor([[3.0, 5.0, 10.0, 7.0], [0.0, 0.0, 28.0, 28.0], [20.0, 1.0, 8.0, 27.0]])
+    out = T.resized_crop(images, boxes, 32)
+    for image, (left, top, w, h), got in zip(images, boxes.int().tolist(), out):
+        assert torch.allclose(got, TF.resized_crop(image, top, left, h, w, [32, 32], antialias=False), atol=1e-5)
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    torch.manual_seed(0)
+    images = torch.rand(1000, 1, 2, 3)
+    out = T.RandomHorizontalFlip()(images)
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    assert ((out == images).flatten(1).all(1) | mirrored).all()
+    assert 0.45 < mirrored.float().mean() < 0.55
+
+
+@pytest.mark.parametrize("ours, theirs, low, high", [
+    (T.adjust_brightness, TF.adjust_brightness, 0.2, 1.8),
+    (T.adjust_contrast, TF.adjust_contrast, 0.2, 1.8),
+    (T.adjust_saturation, TF.adjust_saturation, 0.2, 1.8),
+    (T.adjust_hue, TF.adjust_hue, -0.5, 0.5),
+])
+def test_each_colour_step_computes_torchvisions_function_per_image(ours, theirs, low, high):
+    torch.manual_seed(0)
+    images = torch.rand(16, 3, 6, 5)
+    images[0] = 0.5  # grey: no hue
+    images[1, :, 0, 0] = torch.tensor([0.3, 0.3, 0.7])  # ties between channels
+    factors = torch.empty(16).uniform_(low, high)
+    expected = torch.stack([theirs(image, float(f)) for image, f in zip(images, factors)])
+    assert torch.allclose(ours(images, factors), expected, atol=1e-5)
+
+
+def test_colour_jitter_applies_with_p_and_keeps_the_others_exactly():
+    torch.manual_seed(0)
+    images = torch.rand(2000, 3, 4, 4)
+    out = T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8)(images)
+    untouched = (out == images).flatten(1).all(1).float().mean()
+    assert 0.17 < untouched < 0.23 and out.min() >= 0 and out.max() <= 1
+
+
+def test_colour_jitter_draws_each_images_factor_uniformly_in_its_range():
+    torch.manual_seed(0)
+    images = torch.full((4000, 3, 2, 2), 0.5)
+    factors = T.ColorJitter(brightness=0.4, p=1.0)(images)[:, 0, 0, 0] / 0.5
+    assert factors.min() >= 0.6 - 1e-6 and factors.max() <= 1.4 + 1e-6
+    assert torch.allclose(quantiles(factors), 0.6 + 0.8 * torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.03)
+
+
+def test_grayscale_puts_torchvisions_luma_in_every_channel_with_p():
+    torch.manual_seed(0)
+    images = torch.rand(2000, 3, 3, 3)
+    out = T.RandomGrayscale(p=0.2)(images)
+    greyed = (out != images).flatten(1).any(1)
+    assert 0.17 < greyed.float().mean() < 0.23
+    assert torch.allclose(out[greyed], TF.rgb_to_grayscale(images[greyed], num_output_channels=3), atol=1e-6)
+    assert torch.equal(out[~greyed], images[~greyed])
+
+
+def test_blur_equals_torchvisions_gaussian_blur_and_leaves_undrawn_images_alone():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 12, 12)
+    sigma = 1.3
+    out = T.RandomGaussianBlur(5, (sigma, sigma), p=1.0)(images)
+    assert torch.allclose(out, TF.gaussian_blur(images, [5, 5], [sigma, sigma]), atol=1e-5)
+    assert torch.allclose(T.RandomGaussianBlur(5, (0.1, 2.0), p=0.0)(images), images, atol=1e-7)
+
+
+def test_blur_draws_each_images_sigma():
+    torch.manual_seed(0)
+    impulse = torch.zeros(500, 1, 9, 9)
+    impulse[:, :, 4, 4] = 1
+    centre = T.RandomGaussianBlur(9, (0.1, 2.0), p=1.0)(impulse)[:, 0, 4, 4]
+    # the centre tap of a normalised 2-d Gaussian falls from 1 (sigma 0.1) to about 0.04 (sigma 2)
+    assert centre.max() > 0.9 and centre.min() < 0.05 and len(centre.unique()) > 400
+
+
+def test_normalize():
+    images = torch.rand(2, 3, 4, 4)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
+    assert torch.allclose(T.Normalize(mean, std)(images), TF.normalize(images, mean, std), atol=1e-6)
+
+
+def test_log_uniform_aspect_stays_in_its_range():
+    boxes = T.resized_crop_boxes(5000, 224, 224, (0.08, 1.0), (3 / 4, 4 / 3), "cpu")
+    aspect = boxes[:, 2] / boxes[:, 3]
+    # rounding to whole pixels moves the aspect by at most one pixel's worth on the smallest box (63 px)
+    assert aspect.min() > 3 / 4 * (1 - 2 / 63) and aspect.max() < 4 / 3 * (1 + 2 / 63)
+    assert math.isclose(float(aspect.log().mean()), 0.0, abs_tol=0.02)
+
+
+def test_host_syncs_are_detected():
+    assert host_syncs(lambda: torch.rand(8)[torch.rand(8) > 0.5]) == {"aten::nonzero"}
+
+
+@pytest.mark.parametrize("views", [
+    lambda: StrongAugment(32, MEAN, STD, scale=(0.2, 1.0), jitter=colour_jitter(0.4, 0.4, 0.4, 0.1), blur=0.5),
+    lambda: StrongAugment(32, MEAN, STD, jitter=ColourJitterTF(*simclr_jitter(1.0)), blur=0.5),
+    lambda: InstanceAugment(32, MEAN, STD),
+])
+def test_the_views_of_every_recipe_are_made_without_a_host_sync(views):
+    views, images = views(), torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)
+    assert host_syncs(lambda: views(images)) == set()
+    assert views(images).shape == (16, 3, 32, 32)
+
+
+@pytest.mark.parametrize("step", [T.adjust_brightness, T.adjust_contrast, T.adjust_saturation, T.adjust_hue,
+                                  tf_saturation])
+def test_a_grey_batch_is_jittered_as_its_three_equal_channels_would_be(step):
+    torch.manual_seed(0)
+    grey = torch.rand(8, 1, 5, 5)
+    factors = torch.empty(8).uniform_(0.2, 0.45)  # a valid hue shift and a valid factor alike
+    # up to torchvision's luma weights, which sum to 0.9999
+    assert torch.allclose(step(grey, factors).expand(-1, 3, -1, -1), step(grey.expand(-1, 3, -1, -1), factors),
+                          atol=2e-4)
+
+
+def test_grey_views_come_out_as_three_equal_normalised_channels():
+    views = StrongAugment(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), jitter=ColourJitterTF(*simclr_jitter(1.0)))
+    out = views(torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8))
+    assert out.shape == (16, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2])

@@ -1,0 +1,37 @@
+"""bench.views: kornia's twin of our views carries our numbers, and the table has a row per method."""
+import pytest
+import torch
+
+from bench import views as bench
+from train.methods import METHODS
+
+
+def test_operator_counts_see_every_dispatch():
+    counts = bench.dispatched(lambda: torch.ones(3).add(1).mul(2))
+    assert counts["aten::add"] == 1 and counts["aten::mul"] == 1
+
+
+@pytest.mark.parametrize("name", ["instdisc", "mocov2"])
+def test_kornias_twin_has_our_numbers_and_simclr_v1_has_none(name):
+    K = pytest.importorskip("kornia.augmentation")
+    cfg = METHODS[name].PRESETS["fmnist"]
+    views = METHODS[name].build(cfg, 16, (0.5,) * 3, (0.25,) * 3).augment
+    twin = bench.kornia_twin(views)
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    copies = 1 if name == "instdisc" else 2  # InstDisc contrasts one view with its memory bank entry
+    assert twin(images).shape == views(images).shape == (4 * copies, 3, 32, 32)
+    ours = {type(op).__name__: op for op in getattr(views, "augment", views).ops}
+    theirs = {type(op).__name__: op for op in twin.ops}
+    assert set(ours) == set(theirs)
+    jitter = theirs["ColorJitter"]
+    assert isinstance(jitter, K.ColorJitter) and jitter.p == ours["ColorJitter"].p
+    simclr = METHODS["simclr"].build(METHODS["simclr"].PRESETS["fmnist"], 16, (0.5,) * 3, (0.25,) * 3)
+    assert bench.kornia_twin(simclr.augment) is None  # the authors' TensorFlow jitter: kornia has no twin
+
+
+def test_the_table_has_a_row_per_method(fashion_mnist, monkeypatch):
+    monkeypatch.setattr(bench, "BATCH", 16)
+    body = bench.main(["--repeats", "1", "--no-write"])
+    rows = [line for line in body.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [row.split(" | ")[0][2:] for row in rows] == list(bench.METHODS_MEASURED)
+    assert all(row.split(" | ")[6] == "0" for row in rows)  # our views: no host sync

@@ -1,0 +1,237 @@
+"""Random image transforms of a whole batch, each image with its own parameters, drawn on the batch's
+device: torchvision's transforms as the authors' pipelines use them, written as a few tensor ops per batch.
+
+A view maker runs on the device that trains (``train.augment``), where every tensor op is a kernel
+launch and a host sync stalls the queue. So nothing here loops over images, indexes with a mask, reads
+a value back or copies host values over (constants are Python numbers in the arithmetic): an image that does not draw a transform is kept by one ``torch.where`` or gets its
+identity parameters (a centred delta kernel).
+
+Images are float [N, C, H, W] in [0, 1], RGB (C = 3) or grey (C = 1). A grey batch stays one channel:
+it has no saturation or hue to change and greying leaves it as it is, so those steps return it (what
+they compute on its three equal channels), and the other steps do a third of the work; ``Normalize``
+with three means broadcasts it to RGB at the end. Fashion-MNIST's views are made so.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+GREY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def uniform(n: int, low: float, high: float, device) -> torch.Tensor:
+    return torch.empty(n, device=device).uniform_(low, high)
+
+
+def chance(n: int, p: float, device) -> torch.Tensor:
+    """Which of ``n`` images draw a transform applied with probability ``p`` (bool [n])."""
+    return torch.rand(n, device=device) < p
+
+
+def per_image(values: torch.Tensor) -> torch.Tensor:
+    return values.view(-1, 1, 1, 1)
+
+
+# --- geometry -------------------------------------------------------------------------------------------
+
+
+def resized_crop_boxes(n: int, height: int, width: int, scale, ratio, device, tries: int = 10) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop.get_params`` for ``n`` images at once: boxes [n, 4] (left, top,
+    width, height, in pixels). Each image makes ``tries`` draws of an area fraction in ``scale`` and a
+    log-uniform aspect in ``ratio`` and keeps its first that fits; one with none takes the centre crop of
+    the whole image clamped to ``ratio``."""
+    area = height * width * torch.empty(n, tries, device=device).uniform_(*scale)
+    aspect = torch.exp(torch.empty(n, tries, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1])))
+    w, h = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)  # the first fitting draw (0 when none fits)
+    w, h, found = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0], fits.any(dim=1)
+    if width / height < min(ratio):
+        fallback = (width, round(width / min(ratio)))
+    elif width / height > max(ratio):
+        fallback = (round(height * max(ratio)), height)
+    else:
+        fallback = (width, height)
+    w, h = torch.where(found, w, fallback[0]), torch.where(found, h, fallback[1])
+    left = torch.where(found, torch.floor(torch.rand(n, device=device) * (width - w + 1)), (width - w) // 2)
+    top = torch.where(found, torch.floor(torch.rand(n, device=device) * (height - h + 1)), (height - h) // 2)
+    return torch.stack([left, top, w, h], dim=1)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's box resized to ``size`` x ``size`` by bilinear sampling: one affine grid and one
+    ``grid_sample`` for the batch. Output pixel c samples the input at x = left + (c + 1/2) w /
+    size (pixel edges at integers, as torchvision's resize); the box's edge pixels repeat outward."""
+    n, _, height, width = images.shape
+    left, top, w, h = boxes.to(images.dtype).unbind(1)
+    zeros = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w / width, zeros, (2 * left + w) / width - 1], 1),
+                         torch.stack([zeros, h / height, (2 * top + h) / height - 1], 1)], 1)
+    grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
+    # sampling the box's own edge pixels beyond its border, as a crop followed by a resize does
+    low = torch.stack([(2 * left + 1) / width, (2 * top + 1) / height], 1) - 1
+    high = torch.stack([(2 * (left + w) - 1) / width, (2 * (top + h) - 1) / height], 1) - 1
+    grid = torch.maximum(torch.minimum(grid, high.view(n, 1, 1, 2)), low.view(n, 1, 1, 2))
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class RandomResizedCrop(nn.Module):
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a batch."""
+
+    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        super().__init__()
+        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = images.shape
+        boxes = resized_crop_boxes(n, height, width, self.scale, self.ratio, images.device)
+        return resized_crop(images, boxes, self.size)
+
+
+class RandomHorizontalFlip(nn.Module):
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.where(per_image(chance(len(images), self.p, images.device)), images.flip(-1), images)
+
+
+# --- colour ---------------------------------------------------------------------------------------------
+
+
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """Luma [N, 1, H, W] of RGB images (a grey image is its own)."""
+    if images.shape[1] == 1:
+        return images
+    r, g, b = images.unbind(1)
+    return (GREY[0] * r + GREY[1] * g + GREY[2] * b).unsqueeze(1)
+
+
+def blend(images: torch.Tensor, other: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """factor * image + (1 - factor) * other, clipped to [0, 1]: torchvision's ``_blend``."""
+    return torch.lerp(other, images, per_image(factors)).clamp(0, 1)
+
+
+def adjust_brightness(images, factors):
+    return (images * per_image(factors)).clamp(0, 1)
+
+
+def adjust_contrast(images, factors):
+    """Blend with the mean of each image's luma (torchvision)."""
+    return blend(images, grey(images).mean(dim=(1, 2, 3), keepdim=True), factors)
+
+
+def adjust_saturation(images, factors):
+    if images.shape[1] == 1:
+        return images
+    return blend(images, grey(images), factors)
+
+
+def rgb_to_hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hue in [0, 6) (the hexcone's sector: the max channel fixes it, the other two its offset), saturation
+    and value, each [N, H, W]."""
+    r, g, b = images.unbind(1)
+    value, top = images.max(dim=1)
+    chroma = value - images.min(dim=1).values
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    hue = torch.where(top == 0, (g - b) / safe, torch.where(top == 1, (b - r) / safe + 2, (r - g) / safe + 4))
+    saturation = chroma / torch.where(value > 0, value, torch.ones_like(value))
+    return torch.remainder(hue, 6), saturation, value
+
+
+def hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Channel n of (r, g, b) = (5, 3, 1) is v - v s clamp(min(k, 4 - k), 0, 1), k = (n + hue) mod 6."""
+    k = torch.stack([torch.remainder(hue + n, 6) for n in (5, 3, 1)], dim=1)
+    value = value.unsqueeze(1)
+    return value - value * saturation.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
+
+
+def adjust_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Rotate each image's hue by ``shifts``, fractions of a turn."""
+    if images.shape[1] == 1:
+        return images
+    hue, saturation, value = rgb_to_hsv(images)
+    return hsv_to_rgb(hue + 6 * shifts.view(-1, 1, 1), saturation, value)
+
+
+class ColorJitter(nn.Module):
+    """torchvision's ``ColorJitter(brightness, contrast, saturation, hue)`` applied with probability ``p``
+    (``RandomApply``), as MoCo v2's and SimCLR v2's code: factors uniform in [1 - x, 1 + x], a hue shift
+    in [-hue, hue]. torchvision draws the order of the four per image; here one order per batch (drawn on
+    the host), as kornia's ``ColorJitter`` did before it."""
+
+    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p: float = 1.0):
+        super().__init__()
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, device = len(images), images.device
+        steps = [(step, uniform(n, max(0.0, 1 - x), 1 + x, device)) for step, x in
+                 ((adjust_brightness, self.brightness), (adjust_contrast, self.contrast),
+                  (adjust_saturation, self.saturation)) if x]
+        if self.hue:
+            steps.append((adjust_hue, uniform(n, -self.hue, self.hue, device)))
+        out = images
+        for i in torch.randperm(len(steps)).tolist():
+            step, factors = steps[i]
+            out = step(out, factors)
+        return torch.where(per_image(chance(n, self.p, device)), out, images)
+
+
+class RandomGrayscale(nn.Module):
+    """Luma in all three channels, with probability ``p``."""
+
+    def __init__(self, p: float = 0.1):
+        super().__init__()
+        self.p = p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] == 1:
+            return images
+        chosen = per_image(chance(len(images), self.p, images.device))
+        return torch.where(chosen, grey(images).expand_as(images), images)
+
+
+def gaussian_kernels(size: int, sigmas: torch.Tensor) -> torch.Tensor:
+    """One normalised 1-d Gaussian of ``size`` taps per sigma, [n, size] (torchvision's kernel)."""
+    x = torch.arange(size, device=sigmas.device, dtype=sigmas.dtype) - (size - 1) / 2
+    kernels = torch.exp(-0.5 * (x / sigmas.view(-1, 1)) ** 2)
+    return kernels / kernels.sum(dim=1, keepdim=True)
+
+
+class RandomGaussianBlur(nn.Module):
+    """Gaussian blur of a ``kernel``-tap square kernel, sigma uniform in ``sigma``, with probability ``p``;
+    reflected borders, as torchvision's ``GaussianBlur``. Two separable passes of a grouped convolution
+    with one kernel per image; an image not drawn gets a centred delta."""
+
+    def __init__(self, kernel: int, sigma=(0.1, 2.0), p: float = 0.5):
+        super().__init__()
+        self.kernel, self.sigma, self.p = kernel, tuple(sigma), p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = images.shape
+        kernels = gaussian_kernels(self.kernel, uniform(n, *self.sigma, images.device))
+        delta = (torch.arange(self.kernel, device=images.device) == self.kernel // 2).to(kernels.dtype)
+        kernels = torch.where(chance(n, self.p, images.device).view(-1, 1), kernels, delta).to(images.dtype)
+        weights = kernels.repeat_interleave(c, dim=0)  # [n c, kernel]: each image's kernel for its channels
+        pad = self.kernel // 2
+        x = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
+        x = F.conv2d(x, weights.view(n * c, 1, 1, self.kernel), groups=n * c)
+        x = F.conv2d(x, weights.view(n * c, 1, self.kernel, 1), groups=n * c)
+        return x.view(n, c, height, width)
+
+
+class Normalize(nn.Module):
+    """(image - mean) / std per channel; a grey batch comes out with as many channels as ``mean``."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
