@@ -75,7 +75,7 @@ CLAIMS = {
     "moco-momentum": Claim("moco", "momentum", "m", (0.0, 0.999),
                            "MoCo (Sec. 4.1): with m = 0 training fails; a slowly moving key encoder works",
                            predicts="fails"),
-    "simclr-temperature": Claim("simclr", "temperature", "T", (0.1,),
+    "simclr-temperature": Claim("simclr", "temperature", "T", (0.5,),
                                 "SimCLR (Table 5): with l2-normalised projections, T = 0.1 beats 0.5",
                                 predicts="falls"),
 }

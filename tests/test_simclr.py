@@ -120,7 +120,8 @@ def test_presets_follow_the_papers_numbers():
     assert v2.method["head_layers"] == 3 and (v1.method["head_layers"], v1.weight_decay) == (2, 1e-6)
     # the CPU presets: v1's CIFAR-10 command (wd 1e-6) and v2's (wd 1e-4)
     assert (simclr.PRESETS["fmnist"].weight_decay, simclrv2.PRESETS["fmnist"].weight_decay) == (1e-6, 1e-4)
-    assert v1.method["temperature"] == 0.1 and simclr.PRESETS["fmnist"].method["temperature"] == 0.5
+    # T = 0.1 in every recipe: the CIFAR command's 0.5 stays below raw pixels at the CPU preset's 4 epochs
+    assert {p.method["temperature"] for m in (simclr, simclrv2) for p in m.PRESETS.values()} == {0.1}
     assert v2.method["memory"] == 0  # the memory is the paper's, not the public code's: off unless asked
 
 

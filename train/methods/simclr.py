@@ -95,11 +95,13 @@ def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
 PAPER_METHOD = dict(dim=128, head_layers=2, temperature=0.1, strength=1.0, blur=0.5)
 LARS = dict(optimizer="lars", momentum=0.9, exclude_norm_bias=True, schedule="cosine")
 # Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (v1's README at 85e8552: batch 512, LARS
-# lr 1.0 x B/256, wd 1e-6, T = 0.5, colour strength 0.5, no blur) on the lineage's ResNet-18 with the authors'
-# init (see InstDisc's presets), for a few epochs; its 10 warm-up epochs (1% of 1000) become half of one
+# lr 1.0 x B/256, wd 1e-6, colour strength 0.5, no blur) on the lineage's ResNet-18 with the authors' init (see
+# InstDisc's presets), for a few epochs; its 10 warm-up epochs (1% of 1000) become half of one. One number is the
+# ImageNet recipe's instead: T = 0.1, not the CIFAR command's 0.5, which in 4 epochs stays below raw pixels
+# (78.18% kNN against 79.13%) where 0.1 reaches 81.22% (bench.claims "simclr-temperature", the paper's Table 5)
 CPU = dict(LARS, arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=1.0,
            lr_scaling="linear", weight_decay=1e-6, warmup_epochs=0.5, knn_subset=10000,
-           method=dict(PAPER_METHOD, temperature=0.5, strength=0.5, blur=0.0))
+           method=dict(PAPER_METHOD, strength=0.5, blur=0.0))
 
 PRESETS = {
     # seconds: the tests' end-to-end run
