@@ -172,3 +172,32 @@ def test_grey_views_come_out_as_three_equal_normalised_channels():
     views = StrongAugment(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), jitter=ColourJitterTF(*simclr_jitter(1.0)))
     out = views(torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8))
     assert out.shape == (16, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2])
+
+
+def test_the_crop_and_the_blur_stay_float32_under_an_autocast():
+    """The engine runs the views inside its bf16 autocast: a grid from a matrix product, or a convolution,
+    would drop to bf16 there and move the sampled pixels."""
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 28, 28)
+    boxes = torch.tensor([[3.0, 5.0, 10.0, 7.0], [0.0, 0.0, 28.0, 28.0], [20.0, 1.0, 8.0, 27.0], [1.0, 2.0, 25.0, 19.0]])
+    blur = T.RandomGaussianBlur(5, (1.3, 1.3), p=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cropped, blurred = T.resized_crop(images, boxes, 32), blur(images)
+    assert cropped.dtype == blurred.dtype == torch.float32
+    assert torch.allclose(cropped, T.resized_crop(images, boxes, 32), atol=1e-6)
+    assert torch.allclose(blurred, TF.gaussian_blur(images, [5, 5], [1.3, 1.3]), atol=1e-5)
+
+
+def test_each_image_draws_its_own_order_of_torchvisions_steps():
+    """Brightness x1.5 then contrast x0.5 about a mid-grey mean differs from the reverse where brightness
+    clips: with the same factors for every image, both results appear only if each image draws its order."""
+    torch.manual_seed(0)
+    image = torch.tensor([0.2, 0.8]).view(1, 1, 1, 2).expand(400, 1, 1, 2)
+    steps = [(T.adjust_brightness, torch.full((400,), 1.5)), (T.adjust_contrast, torch.full((400,), 0.5))]
+    rows = T.in_random_order(image, steps)[:, 0, 0]
+    brightness_first = T.adjust_contrast(T.adjust_brightness(image[:1], steps[0][1][:1]), steps[1][1][:1])[0, 0, 0]
+    contrast_first = T.adjust_brightness(T.adjust_contrast(image[:1], steps[1][1][:1]), steps[0][1][:1])[0, 0, 0]
+    assert not torch.allclose(brightness_first, contrast_first)
+    first = torch.isclose(rows, brightness_first).all(1)
+    assert (first | torch.isclose(rows, contrast_first).all(1)).all()
+    assert 0.4 < first.float().mean() < 0.6

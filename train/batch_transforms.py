@@ -62,20 +62,24 @@ def resized_crop_boxes(n: int, height: int, width: int, scale, ratio, device, tr
 
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Each image's box resized to ``size`` x ``size`` by bilinear sampling: one affine grid and one
-    ``grid_sample`` for the batch. Output pixel c samples the input at x = left + (c + 1/2) w /
-    size (pixel edges at integers, as torchvision's resize); the box's edge pixels repeat outward."""
+    """Each image's box resized to ``size`` x ``size`` by bilinear sampling, in one ``grid_sample`` for the batch:
+    output pixel c samples the input at x = left + (c + 1/2) w / size (pixel edges at integers, as torchvision's
+    resize), clamped to the box's edge pixels' centres, which repeat outward as a crop then a resize does.
+    Without antialiasing, as the views enlarge their crops (Fashion-MNIST's 28 px to 32): a box larger than
+    ``size`` aliases. The grid is built by broadcasting, not a matrix product, so an autocast around the
+    views leaves it in float32."""
     n, _, height, width = images.shape
-    left, top, w, h = boxes.to(images.dtype).unbind(1)
-    zeros = torch.zeros_like(w)
-    theta = torch.stack([torch.stack([w / width, zeros, (2 * left + w) / width - 1], 1),
-                         torch.stack([zeros, h / height, (2 * top + h) / height - 1], 1)], 1)
-    grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
-    # sampling the box's own edge pixels beyond its border, as a crop followed by a resize does
-    low = torch.stack([(2 * left + 1) / width, (2 * top + 1) / height], 1) - 1
-    high = torch.stack([(2 * (left + w) - 1) / width, (2 * (top + h) - 1) / height], 1) - 1
-    grid = torch.maximum(torch.minimum(grid, high.view(n, 1, 1, 2)), low.view(n, 1, 1, 2))
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    left, top, w, h = boxes.to(torch.float32).unbind(1)
+    centres = (torch.arange(size, device=images.device, dtype=torch.float32) + 0.5) / size
+
+    def normalised(start, extent, side):  # [n, size] in grid_sample's [-1, 1], align_corners=False
+        pixels = start.view(-1, 1) + extent.view(-1, 1) * centres
+        pixels = torch.minimum(torch.maximum(pixels, (start + 0.5).view(-1, 1)), (start + extent - 0.5).view(-1, 1))
+        return 2 * pixels / side - 1
+
+    x, y = normalised(left, w, width), normalised(top, h, height)
+    grid = torch.stack([x.view(n, 1, size).expand(n, size, size), y.view(n, size, 1).expand(n, size, size)], dim=3)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class RandomResizedCrop(nn.Module):
@@ -158,28 +162,36 @@ def adjust_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return hsv_to_rgb(hue + 6 * shifts.view(-1, 1, 1), saturation, value)
 
 
+def in_random_order(images: torch.Tensor, steps: list) -> torch.Tensor:
+    """``steps``, each (function of (images, per-image factors), factors), applied to each image in an order it
+    draws: at each position every step runs on the whole batch and is kept where it is that image's step there.
+    len(steps)^2 passes, but no host sync (a subset per step would index by a mask)."""
+    order = torch.rand(len(images), len(steps), device=images.device).argsort(dim=1)
+    out = images
+    for position in range(len(steps)):
+        for i, (step, factors) in enumerate(steps):
+            out = torch.where(per_image(order[:, position] == i), step(out, factors), out)
+    return out
+
+
 class ColorJitter(nn.Module):
     """torchvision's ``ColorJitter(brightness, contrast, saturation, hue)`` applied with probability ``p``
     (``RandomApply``), as MoCo v2's and SimCLR v2's code: factors uniform in [1 - x, 1 + x], a hue shift
-    in [-hue, hue]. torchvision draws the order of the four per image; here one order per batch (drawn on
-    the host), as kornia's ``ColorJitter`` did before it."""
+    in [-hue, hue], the four in an order each image draws. A grey batch skips saturation and hue, which
+    leave it as it is."""
 
     def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p: float = 1.0):
         super().__init__()
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        n, device = len(images), images.device
+        n, device, colour = len(images), images.device, images.shape[1] == 3
         steps = [(step, uniform(n, max(0.0, 1 - x), 1 + x, device)) for step, x in
                  ((adjust_brightness, self.brightness), (adjust_contrast, self.contrast),
-                  (adjust_saturation, self.saturation)) if x]
-        if self.hue:
+                  (adjust_saturation, self.saturation if colour else 0)) if x]
+        if self.hue and colour:
             steps.append((adjust_hue, uniform(n, -self.hue, self.hue, device)))
-        out = images
-        for i in torch.randperm(len(steps)).tolist():
-            step, factors = steps[i]
-            out = step(out, factors)
-        return torch.where(per_image(chance(n, self.p, device)), out, images)
+        return torch.where(per_image(chance(n, self.p, device)), in_random_order(images, steps), images)
 
 
 class RandomGrayscale(nn.Module):
@@ -219,9 +231,10 @@ class RandomGaussianBlur(nn.Module):
         kernels = torch.where(chance(n, self.p, images.device).view(-1, 1), kernels, delta).to(images.dtype)
         weights = kernels.repeat_interleave(c, dim=0)  # [n c, kernel]: each image's kernel for its channels
         pad = self.kernel // 2
-        x = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
-        x = F.conv2d(x, weights.view(n * c, 1, 1, self.kernel), groups=n * c)
-        x = F.conv2d(x, weights.view(n * c, 1, self.kernel, 1), groups=n * c)
+        with torch.autocast(images.device.type, enabled=False):  # an autocast around the views would blur in bf16
+            x = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
+            x = F.conv2d(x, weights.view(n * c, 1, 1, self.kernel), groups=n * c)
+            x = F.conv2d(x, weights.view(n * c, 1, self.kernel, 1), groups=n * c)
         return x.view(n, c, height, width)
 
 

@@ -11,16 +11,21 @@ in three ways that matter on dark images such as Fashion-MNIST's black backgroun
 - saturation scales HSV's s (``tf.image.adjust_saturation``), where torchvision blends with the grey image.
 
 Hue is the same in both. As there, each image draws its own order of the four steps and the result is
-clipped to [0, 1] after every step; the whole distortion applies with ``p``. Batched without a host sync:
-each step runs on every image at every position and is kept where it is the image's step there, so the
-cost is the square of the number of steps (16 cheap elementwise passes) instead of a sync per position.
+clipped to [0, 1] after every step; the whole distortion applies with ``p``. Batched without a host sync
+(``train.batch_transforms.in_random_order``).
+
+The rest of SimCLR v1's views are torchvision's here (``train.augment.StrongAugment``), not its TensorFlow
+ones: the crop box is torchvision's (TF's ``sample_distorted_bounding_box`` makes up to 100 draws of the
+same area and aspect ranges, and resizes bicubically), and the blur of the ImageNet recipe reflects the
+borders and draws a sigma per image (TF's ``batch_random_blur`` pads with zeros and draws one sigma for the
+batch).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .batch_transforms import adjust_hue, chance, hsv_to_rgb, per_image, rgb_to_hsv
+from .batch_transforms import adjust_hue, chance, hsv_to_rgb, in_random_order, per_image, rgb_to_hsv
 
 
 def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -59,12 +64,7 @@ class ColourJitterTF(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: float RGB or grey in [0, 1], [B, 3 or 1, H, W]."""
-        n = len(images)
-        steps = self.steps(n, images.device, grey=images.shape[1] == 1)
-        order = torch.rand(n, len(steps), device=images.device).argsort(dim=1)  # each image its own order
-        out = images
-        for position in range(len(steps)):
-            for i, (step, factors) in enumerate(steps):
-                mine = per_image(order[:, position] == i)
-                out = torch.where(mine, step(out, factors).clamp(0, 1), out)
-        return torch.where(per_image(chance(n, self.p, images.device)), out, images)
+        steps = [(lambda x, f, step=step: step(x, f).clamp(0, 1), factors)  # clipped after every step, as TF
+                 for step, factors in self.steps(len(images), images.device, grey=images.shape[1] == 1)]
+        return torch.where(per_image(chance(len(images), self.p, images.device)), in_random_order(images, steps),
+                           images)
