@@ -110,6 +110,8 @@ def claim_results(claim: Claim, scale, train: bool, skip_trained: bool,
 
 # --- SimCLR: before and after the projection head --------------------------------------------------------
 
+BEFORE, AFTER = "h = f(x)", "z = g(h)"
+
 
 def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, float] | None:
     """kNN top-1 of h = f(x) (the encoder, what SimCLR exports) and of z = g(h) (the projection head's output),
@@ -121,8 +123,7 @@ def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, fl
     method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
     method.load_state_dict(state["model"])
     preprocess = Preprocess(cfg.image_size, data.mean, data.std)
-    views = {"h = f(x), before the head (the export)": method.export(),
-             "z = g(h), after the head": nn.Sequential(method.export(), method.head)}
+    views = {BEFORE: method.export(), AFTER: nn.Sequential(method.export(), method.head)}
     return {label: knn_monitor(model.eval(), data, preprocess, lineage.CPU) for label, model in views.items()}
 
 
@@ -191,12 +192,29 @@ def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: 
     return text + (f"\n![{name}]({lineage.link(figure)})\n" if figure else "")
 
 
-def head_text(knn: dict[str, float] | None) -> str:
+def head_verdict(measured: dict[float, dict[str, float]]) -> str:
+    """Whether h beats z in every run measured, with each run's margin."""
+    gaps = {t: knn[BEFORE] - knn[AFTER] for t, knn in sorted(measured.items())}
+    each = "; ".join(f"T = {t}: {gap:+.2f} points" for t, gap in gaps.items())
+    if all(gap > 0 for gap in gaps.values()):
+        return f"As the paper: h beats z in every run (h - z: {each})."
+    return f"Not as the paper in every run: h - z is {each}."
+
+
+def head_text(measured: dict[float, dict[str, float]]) -> str:
+    """``measured``: each SimCLR run's T and the kNN of its h and z (none yet: not measured)."""
     says = "SimCLR (Sec. 4.2): the representation before the projection head is much better than after it"
-    if knn is None:
+    if not measured:
         return f"\n**{says}.** Not yet measured: it reads the lineage's SimCLR run (`python -m bench.knn_fmnist`).\n"
-    rows = "".join(f"| {label} | {value:.2f} |\n" for label, value in knn.items())
-    return f"\n**{says}.** The lineage's SimCLR `fmnist` run:\n\n| features | kNN top-1 (%) |\n|---|---|\n{rows}"
+    rows = "".join(f"| {t} | {knn[BEFORE]:.2f} | {knn[AFTER]:.2f} |\n" for t, knn in sorted(measured.items()))
+    return (f"\n**{says}.** The lineage's SimCLR `fmnist` run and the temperature claim's, kNN top-1 (%) of\n"
+            f"h = f(x), before the head (the export), and z = g(h), after it:\n\n| T | h | z |\n|---|---|---|\n{rows}"
+            f"\n{head_verdict(measured)}\n")
+
+
+def simclr_runs(scale: lineage.Scale) -> list[lineage.Run]:
+    """The lineage's SimCLR run and the temperature claim's variants: the runs the head claim reads."""
+    return [lineage.lineage_run("simclr", scale)] + CLAIMS["simclr-temperature"].variants(scale)
 
 
 def arguments(argv=None) -> argparse.Namespace:
@@ -225,7 +243,9 @@ def main(argv=None) -> str:
         results, missing = claim_results(claim, scale, args.train, args.skip_trained or not args.train, clock)
         figure = plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png") if len(results) > 1 else None
         body += claim_text(name, claim, results, missing, figure)
-    body += head_text(before_and_after_head(lineage.lineage_run("simclr", scale), data))
+    measured = {run.cfg.method["temperature"]: knn for run in simclr_runs(scale)
+                if (knn := before_and_after_head(run, data))}
+    body += head_text(measured)
     body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
             "k=200, T=0.07 on the full test set; bare epochs as there). Each value is one run of one seed: the "
             "monitor's curves (each figure's left panel, a 10k/2.5k subset) show how much an ordering moves from one "

@@ -88,3 +88,14 @@ def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp
 def test_a_claim_predicting_an_ordering_the_verdict_cannot_check_is_refused():
     with pytest.raises(ValueError, match="rises, falls, fails, not 'drops'"):
         claims.Claim("moco", "momentum", "m", (0.0,), "says", predicts="drops")
+
+
+def test_the_head_claim_reads_both_temperatures_and_holds_only_if_h_wins_in_each():
+    assert [run.cfg.method["temperature"] for run in claims.simclr_runs(lineage.FULL)] == [0.1, 0.5]
+    h, z = claims.BEFORE, claims.AFTER
+    both = {0.5: {h: 78.18, z: 76.56}, 0.1: {h: 81.22, z: 81.72}}
+    text = claims.head_text(both)
+    assert text.index("| 0.1 | 81.22 | 81.72 |") < text.index("| 0.5 | 78.18 | 76.56 |")
+    assert "Not as the paper in every run: h - z is T = 0.1: -0.50 points; T = 0.5: +1.62 points." in text
+    assert claims.head_verdict({0.5: both[0.5]}).startswith("As the paper")
+    assert "Not yet measured" in claims.head_text({})
