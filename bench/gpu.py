@@ -32,7 +32,7 @@ import zoo
 import zoo.card
 from train import data as datasets
 from train.augment import Preprocess
-from train.engine import fit
+from train.engine import fit, on_device
 from train.knn import knn_monitor
 from train.methods import METHODS
 
@@ -165,7 +165,7 @@ def paper_rate(name: str, device: torch.device, batch: int, warmup: int, steps: 
 
 def timed_steps(name: str, cfg, device: torch.device, warmup: int, steps: int) -> list[float]:
     torch.manual_seed(0)
-    method = METHODS[name].build(cfg, epoch_images(cfg), *IMAGENET_STATS).to(device)
+    method = on_device(METHODS[name].build(cfg, epoch_images(cfg), *IMAGENET_STATS), device)
     batch = cfg.batch_size
     step = throughput.synced(engine_step(method, cfg, synthetic_batch(method, cfg, batch, device),
                                          torch.arange(batch, device=device), device), device)

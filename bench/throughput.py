@@ -20,7 +20,7 @@ import time
 import torch
 
 from train import data as datasets
-from train.engine import training_loader, training_set
+from train.engine import on_device, training_loader, training_set
 from train.methods import METHODS
 
 from .bare import BARE, Bare, bare_step, engine_step, prepared, sync
@@ -68,7 +68,7 @@ def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size, d
         method, cfg, images, index = first_batch(name, data, batch)
         ready = prepared(data, index, cfg.image_size).to(device)
         backbone = copy.deepcopy(method.export()).to(device)  # its own parameters and optimiser
-        out[name] = engine_step(method.to(device), cfg, images, index, device)
+        out[name] = engine_step(on_device(method, device), cfg, images, index, device)  # as fit trains it
         out[f"{name} bare"] = engine_step(Bare(backbone), cfg, ready, index, device)
     return {name: synced(step, device) for name, step in out.items()}
 

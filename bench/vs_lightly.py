@@ -27,9 +27,9 @@ images) measures its backbone. The goal is at least 1.2x lightly's throughput at
 
 What is not the same (each side keeps its own library's parts): the projection heads' init and, for
 SimCLR, the last BatchNorm's shift (ours keeps it at 0, as the authors; lightly's learns it); lightly's
-LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||; the colour
-jitter's random order (torchvision draws it per image, our batched MoCo v2 jitter per batch) and, for
-SimCLR, its brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
+LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||; the layout of
+the convolutions (our engine trains channels-last, ``train.engine.on_device``; lightly's loop keeps
+PyTorch's default); for SimCLR, the colour jitter's brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
 additive brightness, contrast about each channel's mean, HSV saturation; lightly's are torchvision's); and
 resampling (PIL with antialiasing on the CPU, bilinear without it on the device). lightly's NTXentLoss is the mean over the 2N
 views; ours, as the authors' code, is twice that, so the lightly side's SimCLR loss is doubled to give LARS
@@ -60,7 +60,7 @@ from train import data as datasets
 from train import optim
 from train.augment import Preprocess, StrongAugment
 from train.config import Config
-from train.engine import Schedules, train_step, training_loader, training_set
+from train.engine import Schedules, on_device, train_step, training_loader, training_set
 from train.knn import knn_monitor
 from train.methods import METHODS
 from train.methods.base import Progress
@@ -131,7 +131,7 @@ class Ours:
     def __init__(self, name: str, cfg: Config, data: datasets.Data, device: torch.device):
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
-        self.model = METHODS[name].build(cfg, len(data.train), data.mean, data.std).to(device)
+        self.model = on_device(METHODS[name].build(cfg, len(data.train), data.mean, data.std), device)
         self.loader, self.sampler = training_loader(training_set(data, self.model), cfg, 0, 1, device)
         self.plan = Schedules.of(cfg, len(self.loader))
         self.optimizer = optim.build(self.model, cfg, self.plan.base_lr)
@@ -408,9 +408,8 @@ lr at every step, weight decay and steps. Images per second end to end (loading 
 
 Not equalised (each side keeps its library's parts): the projection heads' init and SimCLR's last BatchNorm
 shift (learnt by lightly's head, kept at 0 by ours); LARS's trust ratio (lightly's eta ||w|| / (||g|| + wd ||w||),
-ours eta ||w|| / ||g + wd w||); the colour jitter's random order (per image in torchvision, per batch in our
-MoCo v2 views) and SimCLR's brightness, contrast and saturation (ours as v1's TensorFlow code, lightly's as
-torchvision); resampling (PIL with antialiasing, ours bilinear without it). lightly's SimCLR loss is doubled to equal ours
+ours eta ||w|| / ||g + wd w||); the convolutions' layout (ours channels-last, lightly's the default) and
+SimCLR's brightness, contrast and saturation (ours as v1's TensorFlow code, lightly's as torchvision); resampling (PIL with antialiasing, ours bilinear without it). lightly's SimCLR loss is doubled to equal ours
 (the authors' sum of both directions).
 """
 

@@ -386,3 +386,23 @@ def test_in_memory_images_load_as_whole_batches_equal_to_image_by_image(fashion_
         assert len(batches) == len(loader) == len(dataset) // 64
         for (x, i), (y, j) in zip(batches, one_by_one):
             assert x.dtype == torch.uint8 and torch.equal(x, y) and torch.equal(i, j)
+
+
+def test_the_engine_trains_channels_last_and_exports_dense_weights_that_load_equal(tmp_path, zoo_home):
+    import timm
+
+    import zoo.checkpoint
+    from conftest import FMNIST_DATA
+    from train.engine import on_device
+
+    torch.manual_seed(0)
+    model = on_device(timm.create_model("resnet18", num_classes=0, channels=(8, 16, 32, 64), stem_width=8),
+                      torch.device("cpu")).eval()
+    weight = model.conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    zoo.checkpoint.save(model, tmp_path / "m", data_config=FMNIST_DATA, card="# test\n",
+                        model_args=dict(channels=[8, 16, 32, 64], stem_width=8))
+    assert model.conv1.weight is weight  # the model in training is left as it was
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(zoo.load(str(tmp_path / "m"))(x), model(x), atol=1e-5)

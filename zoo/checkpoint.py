@@ -7,6 +7,7 @@ A checkpoint is a folder with ``config.json`` (timm architecture, ``num_classes:
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import errno
 import fcntl
@@ -200,6 +201,8 @@ def save(model: torch.nn.Module, folder: Path, *, data_config: dict, card: str, 
     if getattr(model, "num_classes", None) != classes:
         raise ValueError(f"the model has {getattr(model, 'num_classes', None)} outputs for {classes} label names: "
                          "export a backbone (model.reset_classifier(0)) or name every class of its classifier")
+    if not all(t.is_contiguous() for t in model.state_dict().values()):  # e.g. a channels-last model in training
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # safetensors stores dense tensors
     stock = model.pretrained_cfg  # timm's default tag (ImageNet weights, licence, paper): not ours
     model.pretrained_cfg = {**{k: stock[k] for k in ("architecture", "first_conv", "classifier") if k in stock},
                             **data_config}
