@@ -38,7 +38,8 @@ from train.methods import METHODS
 from zoo.card import KNN_METRIC
 
 from .report import REPORT, remove_section, write_section
-from .bare import BARE, bare_step, sync
+from .bare import BARE, bare_step
+from .throughput import step_seconds, synced
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -137,15 +138,7 @@ class BareClock:
 
     def measure(self) -> float:
         """One bare epoch, in seconds, from ``timed_steps`` steps after ``warmup_steps`` untimed ones."""
-        for _ in range(self.scale.warmup_steps):
-            self.step()
-        seconds = []
-        for _ in range(self.scale.timed_steps):
-            sync(self.device)
-            began = time.perf_counter()
-            self.step()
-            sync(self.device)
-            seconds.append(time.perf_counter() - began)
+        seconds = step_seconds(synced(self.step, self.device), self.scale.timed_steps, self.scale.warmup_steps)
         self.measured.append(bare_epoch_seconds(seconds))
         print(f"bare epoch: {self.measured[-1]:.1f} s", flush=True)
         return self.measured[-1]

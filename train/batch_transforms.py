@@ -3,8 +3,9 @@ device: torchvision's transforms as the authors' pipelines use them, written as 
 
 A view maker runs on the device that trains (``train.augment``), where every tensor op is a kernel
 launch and a host sync stalls the queue. So nothing here loops over images, indexes with a mask, reads
-a value back or copies host values over (constants are Python numbers in the arithmetic): an image that does not draw a transform is kept by one ``torch.where`` or gets its
-identity parameters (a centred delta kernel).
+a value back or copies host values over (constants are Python numbers in the arithmetic): an image
+that does not draw a transform is kept by one ``torch.where`` or gets its identity parameters (a
+centred delta kernel).
 
 Images are float [N, C, H, W] in [0, 1], RGB (C = 3) or grey (C = 1). A grey batch stays one channel:
 it has no saturation or hue to change and greying leaves it as it is, so those steps return it (what

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .batch_transforms import adjust_hue, chance, hsv_to_rgb, in_random_order, per_image, rgb_to_hsv
+from .batch_transforms import adjust_hue, chance, hsv_to_rgb, in_random_order, per_image, rgb_to_hsv, uniform
 
 
 def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -45,21 +45,18 @@ class ColourJitterTF(nn.Module):
         """Each step as (its function of (images, per-image factor), the factors of ``n`` images); a step of
         strength 0 is left out, as the authors' code skips it, and so are saturation and hue on ``grey``
         images, which they leave as they are (only the order of the other two matters then)."""
-        def uniform(low, high):
-            return torch.empty(n, device=device).uniform_(low, high)
-
         out = []
         if self.brightness:
-            out.append((lambda x, d: x + per_image(d), uniform(-self.brightness, self.brightness)))
+            out.append((lambda x, d: x + per_image(d), uniform(n, -self.brightness, self.brightness, device)))
         if self.contrast:
             def contrast(x, f):
                 mean = x.mean(dim=(2, 3), keepdim=True)
                 return (x - mean) * per_image(f) + mean
-            out.append((contrast, uniform(1 - self.contrast, 1 + self.contrast)))
+            out.append((contrast, uniform(n, 1 - self.contrast, 1 + self.contrast, device)))
         if self.saturation and not grey:
-            out.append((adjust_saturation, uniform(1 - self.saturation, 1 + self.saturation)))
+            out.append((adjust_saturation, uniform(n, 1 - self.saturation, 1 + self.saturation, device)))
         if self.hue and not grey:  # a fraction of a turn, as tf.image.random_hue's max_delta
-            out.append((adjust_hue, uniform(-self.hue, self.hue)))
+            out.append((adjust_hue, uniform(n, -self.hue, self.hue, device)))
         return out
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
