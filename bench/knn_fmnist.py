@@ -4,9 +4,9 @@ randomly initialised backbone, with its cost in bare epochs.
 
 A bare epoch is the time of one epoch of the bare backbone (ResNet-18 at 32 px, batch 256, forward +
 backward + SGD through the engine's step) on the machine at hand, so that a budget in bare epochs means
-the same on a laptop and on a server. It is extrapolated from a few timed steps and measured again after
-every training: each run is divided by the bare epochs taken just before and just after it, under the
-same load as itself.
+the same on a laptop and on a server. It is extrapolated from a few timed steps and measured again at the end
+of every epoch: each epoch is divided by the bare epochs taken just before and just after it, under the same
+load as itself.
 
 Each run leaves ``bench.json`` in its folder (``runs/bench-METHOD-fmnist``): its timings and its bare
 epoch. A run interrupted half-way (a session that ends, a machine handed back) resumes from its last
@@ -60,8 +60,8 @@ class Scale:
     subset: int = 0  # training images (0: all), and a quarter as many test images
     epochs: int | None = None  # None: the preset's
     knn_subset: int | None = None
-    warmup_steps: int = 3
-    timed_steps: int = 20
+    warmup_steps: int = 2
+    timed_steps: int = 10  # at every epoch's end: about 40 s on a CPU core
 
     def apply(self, cfg: Config) -> Config:
         return cfg.override(subset=self.subset or None, epochs=self.epochs, knn_subset=self.knn_subset)
@@ -203,44 +203,79 @@ def finished(run: Run) -> dict | None:
     return record if complete else None
 
 
+def interval_bare_epochs(interval: dict) -> float:
+    """One stretch of training between two yardstick measurements, in the mean of the bare epochs measured at its
+    two ends (the first alone where the second was cut short)."""
+    after = interval["bare_epoch_after"] or interval["bare_epoch_before"]
+    return interval["seconds"] / ((interval["bare_epoch_before"] + after) / 2)
+
+
+def closed(session: dict) -> dict:
+    """A session as the record keeps it: its training seconds and bare epochs, summed over its stretches."""
+    stretches = session["intervals"]
+    return dict(seconds=sum(i["seconds"] for i in stretches),
+                bare_epochs=sum(interval_bare_epochs(i) for i in stretches), intervals=stretches)
+
+
 def earlier_sessions(run: Run) -> list[dict]:
-    """The sessions an interrupted run of the current config already trained, each closed at its last
-    checkpoint (``seconds``, with the bare epoch measured before it); empty when there is nothing to resume.
-    A session killed before its first checkpoint counts nothing: the resumed run does that work again."""
+    """The sessions an interrupted run of the current config already trained, each up to its last checkpoint
+    (the stretches its epochs' ends recorded); empty when there is nothing to resume. A session killed before its
+    first checkpoint counts nothing: the resumed run does that work again."""
     path, checkpoint = run.folder / SESSIONS, run.folder / CHECKPOINT
     if not (path.is_file() and checkpoint.is_file()):
         return []
     state = json.loads(path.read_text())
     if state.get("config") != as_json(run.cfg):
         return []
-    saved = checkpoint.stat().st_mtime
-    return [session if "seconds" in session else
-            dict(seconds=max(0.0, saved - session["began"]), bare_epoch=session["bare_epoch"], killed=True)
+    return [session if "bare_epochs" in session else dict(closed(session), killed=True)
             for session in state["sessions"]]
 
 
+class Stretches:
+    """The yardstick at every epoch's end: each stretch of training (an epoch with its monitor and checkpoint;
+    the first also loads the data and prefills) is divided by the bare epochs measured just before and just after
+    it, so that a machine whose load drifts during a run of an hour and a half is measured under that load.
+    Written to the run's sessions file at each epoch, so a killed session still counts what it checkpointed."""
+
+    def __init__(self, run: Run, clock: BareClock, sessions: list[dict]):
+        self.run, self.clock, self.sessions = run, clock, sessions
+        self.bare_epoch = clock.measured[-1] if clock.measured else clock.measure()
+        self.intervals: list[dict] = []
+        self.mark = time.time()  # the end of the last measurement: the next stretch starts here
+        self.save()
+
+    def save(self) -> None:
+        pending = dict(intervals=self.intervals)
+        (self.run.folder / SESSIONS).write_text(json.dumps(dict(config=as_json(self.run.cfg),
+                                                                sessions=self.sessions + [pending])))
+
+    def __call__(self, epoch: int) -> None:
+        stretch = dict(epoch=epoch, seconds=time.time() - self.mark, bare_epoch_before=self.bare_epoch,
+                       bare_epoch_after=None)
+        self.intervals.append(stretch)
+        self.save()  # before measuring: a kill during the measurement keeps the epoch
+        stretch["bare_epoch_after"] = self.bare_epoch = self.clock.measure()
+        self.save()
+        self.mark = time.time()
+
+
 def train(run: Run, clock: BareClock) -> dict:
-    """Train and export ``run``, timed between two bare-epoch measurements, resuming an interrupted run of the
-    same config from its last checkpoint; write its record. A run that spans sessions (machines are lent for
-    hours) is the sum of its sessions, each in the bare epochs measured around it."""
+    """Train and export ``run``, timing the bare step before it and after every epoch, resuming an interrupted run
+    of the same config from its last checkpoint; write its record. A run that spans sessions (machines are lent
+    for hours) is the sum of its sessions, each stretch of each in the bare epochs measured around it."""
     (run.folder / RECORD).unlink(missing_ok=True)  # a run killed half-way must not pass for finished
     sessions = earlier_sessions(run)
-    before = clock.measured[-1] if clock.measured else clock.measure()
-    began = time.time()
-    pending = dict(began=began, bare_epoch=before)
     run.folder.mkdir(parents=True, exist_ok=True)
-    (run.folder / SESSIONS).write_text(json.dumps(dict(config=as_json(run.cfg), sessions=sessions + [pending])))
-    folder = fit(run.method, "fmnist", run.cfg, run.folder, resume=bool(sessions), name=run.name)
-    ended = time.time()
-    # the last epoch's checkpoint marks the end of training: what follows is the full-set kNN and the export
-    trained = (run.folder / CHECKPOINT).stat().st_mtime
-    after = clock.measure()
-    sessions.append(dict(seconds=trained - began, bare_epoch=(before + after) / 2, bare_epochs_around=[before, after]))
+    stretches = Stretches(run, clock, sessions)
+    folder = fit(run.method, "fmnist", run.cfg, run.folder, resume=bool(sessions), name=run.name,
+                 after_epoch=stretches)
+    export_seconds = time.time() - stretches.mark  # the full-set kNN and the export, after the last measurement
+    sessions.append(closed(dict(intervals=stretches.intervals)))
     train_seconds = sum(session["seconds"] for session in sessions)
-    bare_epochs = sum(session["seconds"] / session["bare_epoch"] for session in sessions)
+    bare_epochs = sum(session["bare_epochs"] for session in sessions)
     record = dict(method=run.method, config=as_json(run.cfg), export=str(folder),
-                  fit_seconds=train_seconds + ended - trained, train_seconds=train_seconds,
-                  bare_epoch_seconds=train_seconds / bare_epochs, sessions=sessions,
+                  fit_seconds=train_seconds + export_seconds, train_seconds=train_seconds, bare_epochs=bare_epochs,
+                  sessions=sessions,
                   date=time.strftime("%Y-%m-%d %H:%M"))
     (run.folder / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     (run.folder / SESSIONS).unlink()
@@ -268,24 +303,22 @@ def card_knn(folder: str) -> float:
     return values[0]
 
 
-def cumulative_bare_epochs(epoch_seconds: list[float], train_seconds: float, bare_epoch: float) -> list[float]:
-    """Bare epochs spent by the end of each epoch. The epochs' own times (steps + monitor) miss what came
-    before the first (data, model, prefill), counted in the first so the last equals the whole training."""
-    before = train_seconds - sum(epoch_seconds)
-    spent, out = before, []
-    for seconds in epoch_seconds:
-        spent += seconds
-        out.append(spent / bare_epoch)
+def spent_by_epoch(record: dict) -> dict[int, float]:
+    """Bare epochs spent by the end of each epoch: its stretch and every one before it, across sessions, so that
+    the last equals the whole training."""
+    stretches = sorted((i for session in record["sessions"] for i in session["intervals"]), key=lambda i: i["epoch"])
+    spent, out = 0.0, {}
+    for stretch in stretches:
+        spent += interval_bare_epochs(stretch)
+        out[stretch["epoch"]] = spent
     return out
 
 
 def result(run: Run, record: dict) -> Result:
-    rows = monitor_rows(run)
-    bare = cumulative_bare_epochs([float(r["seconds"]) for r in rows], record["train_seconds"],
-                                  record["bare_epoch_seconds"])
-    curve = [(int(r["epoch"]), b, float(r["knn_top1"])) for r, b in zip(rows, bare)]
-    return Result(run, card_knn(record["export"]), record["fit_seconds"] / 60,
-                  record["train_seconds"] / record["bare_epoch_seconds"], curve)
+    spent = spent_by_epoch(record)
+    curve = [(int(r["epoch"]), spent[int(r["epoch"])], float(r["knn_top1"])) for r in monitor_rows(run)
+             if int(r["epoch"]) in spent]
+    return Result(run, card_knn(record["export"]), record["fit_seconds"] / 60, record["bare_epochs"], curve)
 
 
 def meets_goal(knn: float, pixels: float, bare_epochs: float) -> bool:
@@ -333,9 +366,11 @@ T=0.07, cosine on L2-normalised features) of the 60k training images voting for 
 monitor the baselines are measured by. **Bare epochs**: the training time (data, prefill, the epochs with
 their monitor, up to the last checkpoint) over one epoch of bare `{BARE.arch}` (32 px, batch {BARE.batch_size},
 forward + backward + SGD through the engine's step: {TRAIN_IMAGES // BARE.batch_size} steps at the median of
-{scale.timed_steps} timed after {scale.warmup_steps} warm-up), measured before and after each training, the mean of
-the two. Bare epochs measured in this run: {spread(clock.measured)}. **Minutes**: the whole run, including
-the full-set kNN and the export.
+{scale.timed_steps} timed after {scale.warmup_steps} warm-up), measured before each training and after each of its
+epochs: each epoch counts in the mean of the bare epochs measured just before and just after it, so that the
+machine's load, which drifts over a run, is the same in the numerator and the denominator (the yardstick's own
+time is left out). Bare epochs measured in this run: {spread(clock.measured)}. **Minutes**: the whole run,
+including the full-set kNN and the export.
 """
 
 

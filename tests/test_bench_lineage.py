@@ -2,9 +2,9 @@
 run counts as finished. Nothing is trained here."""
 import argparse
 import json
-import os
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,9 +21,20 @@ def test_a_bare_epoch_is_the_median_step_times_the_full_batches_of_60k_images():
     assert bench.bare_epoch_seconds([0.5, 0.4, 9.0]) == pytest.approx(0.5 * 234)  # 60000 // 256 full batches
 
 
-def test_the_curve_counts_the_time_before_the_first_epoch_and_ends_at_the_whole_training():
-    bare = bench.cumulative_bare_epochs([30.0, 20.0], train_seconds=60.0, bare_epoch=10.0)
-    assert bare == pytest.approx([4.0, 6.0])  # 10 s of data and prefill, then the epochs
+def stretch(epoch, seconds, before, after):
+    return dict(epoch=epoch, seconds=seconds, bare_epoch_before=before, bare_epoch_after=after)
+
+
+def test_each_epoch_counts_in_the_bare_epochs_measured_at_its_two_ends():
+    # the machine slows down during the second epoch: its seconds are divided by the slower yardstick
+    record = dict(sessions=[dict(intervals=[stretch(1, 40.0, 10.0, 10.0), stretch(2, 60.0, 10.0, 20.0)])])
+    assert bench.spent_by_epoch(record) == pytest.approx({1: 4.0, 2: 8.0})
+
+
+def test_the_curve_runs_across_sessions_in_epoch_order_and_a_cut_measurement_uses_the_one_before():
+    record = dict(sessions=[dict(intervals=[stretch(2, 30.0, 10.0, 30.0)]),  # a resumed session, listed first
+                            dict(intervals=[stretch(1, 20.0, 10.0, None)])])  # killed while measuring
+    assert bench.spent_by_epoch(record) == pytest.approx({1: 2.0, 2: 3.5})
 
 
 def test_the_goal_needs_both_more_than_raw_pixels_and_at_most_nine_bare_epochs():
@@ -113,56 +124,60 @@ def test_a_superseded_section_is_removed_and_the_others_kept(tmp_path, monkeypat
     assert text.index("## Kept") < text.index("## Later") and "\nk\n" in text and "\nl\n" in text
 
 
-def interrupted_run(tmp_path, monkeypatch, sessions, saved_at, config=None):
+def interrupted_run(tmp_path, monkeypatch, sessions, config=None):
     """A run folder as a session that ended mid-run leaves it: the sessions so far and the last checkpoint."""
     monkeypatch.setattr(bench, "ROOT", tmp_path)
     run = bench.lineage_run("instdisc", bench.FULL)
     run.folder.mkdir(parents=True)
     (run.folder / bench.SESSIONS).write_text(json.dumps(dict(config=config or bench.as_json(run.cfg),
                                                              sessions=sessions)))
-    checkpoint = run.folder / bench.CHECKPOINT
-    checkpoint.write_bytes(b"")
-    os.utime(checkpoint, (saved_at, saved_at))
+    (run.folder / bench.CHECKPOINT).write_bytes(b"")
     return run
 
 
-def test_a_killed_session_counts_up_to_its_last_checkpoint_in_its_own_bare_epochs(tmp_path, monkeypatch):
-    done = dict(seconds=100.0, bare_epoch=50.0)
-    run = interrupted_run(tmp_path, monkeypatch, [done, dict(began=1000.0, bare_epoch=40.0)], saved_at=1300.0)
-    assert bench.earlier_sessions(run) == [done, dict(seconds=300.0, bare_epoch=40.0, killed=True)]
+def test_a_killed_session_counts_the_epochs_it_checkpointed_each_in_its_own_bare_epochs(tmp_path, monkeypatch):
+    done = bench.closed(dict(intervals=[stretch(1, 100.0, 50.0, 50.0)]))
+    killed = dict(intervals=[stretch(2, 200.0, 40.0, 40.0), stretch(3, 100.0, 40.0, 60.0)])
+    run = interrupted_run(tmp_path, monkeypatch, [done, killed])
+    earlier = bench.earlier_sessions(run)
+    assert earlier[0] == done and earlier[1]["killed"]
+    assert (earlier[1]["seconds"], earlier[1]["bare_epochs"]) == pytest.approx((300.0, 200 / 40 + 100 / 50))
 
 
 def test_a_session_killed_before_its_first_checkpoint_counts_nothing(tmp_path, monkeypatch):
-    run = interrupted_run(tmp_path, monkeypatch, [dict(began=1000.0, bare_epoch=40.0)], saved_at=900.0)
+    run = interrupted_run(tmp_path, monkeypatch, [dict(intervals=[])])
     assert bench.earlier_sessions(run)[0]["seconds"] == 0.0
 
 
 def test_an_interrupted_run_of_another_config_is_not_resumed(tmp_path, monkeypatch):
     other = bench.as_json(bench.lineage_run("instdisc", bench.FULL).cfg.override(lr=0.1))
-    run = interrupted_run(tmp_path, monkeypatch, [dict(began=1000.0, bare_epoch=40.0)], 1300.0, config=other)
+    run = interrupted_run(tmp_path, monkeypatch, [dict(intervals=[stretch(1, 9.0, 3.0, 3.0)])], config=other)
     assert bench.earlier_sessions(run) == []
 
 
-def test_a_resumed_run_sums_its_sessions_each_in_its_bare_epochs(tmp_path, monkeypatch):
-    run = interrupted_run(tmp_path, monkeypatch, [dict(began=1000.0, bare_epoch=40.0)], saved_at=1200.0)
-    calls = []
+def test_a_resumed_run_sums_its_sessions_each_epoch_in_the_bare_epochs_around_it(tmp_path, monkeypatch):
+    run = interrupted_run(tmp_path, monkeypatch, [dict(intervals=[stretch(1, 200.0, 40.0, 40.0)])])
+    now, calls = [1000.0], []
 
-    def fit(method, preset, cfg, out, resume=False, name=None):
+    def fit(method, preset, cfg, out, resume=False, name=None, after_epoch=None):
         calls.append(resume)
-        checkpoint = out / bench.CHECKPOINT
-        os.utime(checkpoint, (time.time() + 50, time.time() + 50))  # this session trains 50 s more
+        now[0] += 50  # epoch 2 trains 50 s
+        after_epoch(2)
         return tmp_path / "zoo" / name
 
     class Clock:
         measured = [20.0]
 
         def measure(self):
+            pending = json.loads((run.folder / bench.SESSIONS).read_text())["sessions"][-1]
+            assert pending["intervals"][-1]["epoch"] == 2  # written before measuring: a kill here keeps the epoch
+            now[0] += 40  # the yardstick's own time is not training
             return 30.0
 
     monkeypatch.setattr(bench, "fit", fit)
+    monkeypatch.setattr(bench, "time", SimpleNamespace(time=lambda: now[0], strftime=time.strftime))
     record = bench.train(run, Clock())
     assert calls == [True]
-    assert record["train_seconds"] == pytest.approx(250.0, abs=2)
-    bare_epochs = record["train_seconds"] / record["bare_epoch_seconds"]
-    assert bare_epochs == pytest.approx(200 / 40 + 50 / 25, abs=0.1)  # each session over its own bare epoch
+    assert record["train_seconds"] == pytest.approx(250.0)
+    assert record["bare_epochs"] == pytest.approx(200 / 40 + 50 / 25)  # each epoch in the yardstick around it
     assert not (run.folder / bench.SESSIONS).exists()

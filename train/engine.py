@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,8 +168,9 @@ def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
-        export: bool = True, name: str | None = None) -> Path | None:
-    """Train ``method`` with ``cfg``, checkpointing into ``out``; returns the exported folder."""
+        export: bool = True, name: str | None = None, after_epoch: Callable[[int], None] | None = None) -> Path | None:
+    """Train ``method`` with ``cfg``, checkpointing into ``out``; returns the exported folder. ``after_epoch(epoch)``
+    runs on the first process once each epoch's checkpoint is written (a benchmark times its yardstick there)."""
     rank, world, device = distributed.setup()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,6 +207,8 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False,
             print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
             save_atomic(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
                              method=method, config=asdict(cfg)), out / CHECKPOINT)
+            if after_epoch:
+                after_epoch(epoch + 1)
         if world > 1:
             torch.distributed.barrier()
 
