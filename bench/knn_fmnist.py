@@ -8,10 +8,12 @@ the same on a laptop and on a server. It is extrapolated from a few timed steps 
 of every epoch: each epoch is divided by the bare epochs taken just before and just after it, under the same
 load as itself.
 
-Each run leaves ``bench.json`` in its folder (``runs/bench-METHOD-fmnist``): its timings and its bare
-epoch. A run interrupted half-way (a session that ends, a machine handed back) resumes from its last
-epoch's checkpoint the next time, and counts each session in the bare epochs measured around it. ``--skip-trained`` reuses a run whose record, metrics and exported model are complete for the
-current preset, so that a new method joins the table without retraining the others.
+Each run leaves ``bench.json`` in its folder (``runs/bench-METHOD-fmnist``): its timings, its bare epochs, its
+kNN and its curve, a copy of which is committed in ``bench/records/`` so that the table rebuilds on a machine
+that never held the run. A run interrupted half-way (a session that ends, a machine handed back) resumes from
+its last epoch's checkpoint the next time, and counts each epoch in the bare epochs measured around it.
+``--skip-trained`` reuses a run whose record is complete for the current preset, so that a new method joins the
+table without retraining the others.
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ class Run:
     cfg: Config
     folder: Path
     name: str  # of the exported model in $ZOO_HOME
+    kept: bool = True  # its record is committed under bench/records (a --quick run's is not)
 
 
 def display(method: str) -> str:
@@ -117,7 +120,7 @@ def lineage_run(method: str, scale: Scale, change: tuple[str, str, object] | Non
         stem, label, name = f"{stem}-{symbol}{value}", f"{label}, {symbol} = {value}", f"{name}-{symbol}{value}"
     if scale.tag:
         stem, name = f"{stem}-{scale.tag}", f"{name}-{scale.tag}"
-    return Run(method, label, cfg, ROOT / "runs" / f"{stem}-fmnist", name)
+    return Run(method, label, cfg, ROOT / "runs" / f"{stem}-fmnist", name, kept=not scale.tag)
 
 
 # --- the yardstick: bare epochs -------------------------------------------------------------------------
@@ -203,6 +206,20 @@ def finished(run: Run) -> dict | None:
     return record if complete else None
 
 
+def kept_record(run: Run) -> Path:
+    """Where a finished run's record is committed: the tables rebuild from it on a machine without the run."""
+    return ROOT / "bench" / "records" / f"{run.folder.name}.json"
+
+
+def committed(run: Run) -> dict | None:
+    """The committed record of a finished run of the current config, if any."""
+    path = kept_record(run)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("config") == as_json(run.cfg) else None
+
+
 def interval_bare_epochs(interval: dict) -> float:
     """One stretch of training between two yardstick measurements, in the mean of the bare epochs measured at its
     two ends (the first alone where the second was cut short)."""
@@ -275,10 +292,27 @@ def train(run: Run, clock: BareClock) -> dict:
     bare_epochs = sum(session["bare_epochs"] for session in sessions)
     record = dict(method=run.method, config=as_json(run.cfg), export=str(folder),
                   fit_seconds=train_seconds + export_seconds, train_seconds=train_seconds, bare_epochs=bare_epochs,
-                  sessions=sessions,
-                  date=time.strftime("%Y-%m-%d %H:%M"))
-    (run.folder / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+                  sessions=sessions, date=time.strftime("%Y-%m-%d %H:%M"))
+    record = keep(run, with_results(run, record))
     (run.folder / SESSIONS).unlink()
+    return record
+
+
+def with_results(run: Run, record: dict) -> dict:
+    """The record with what the tables report of the run: the exported model's kNN and the monitor's curve."""
+    spent = spent_by_epoch(record)
+    curve = [[int(r["epoch"]), spent[int(r["epoch"])], float(r["knn_top1"])] for r in monitor_rows(run)
+             if int(r["epoch"]) in spent]
+    return dict(record, knn=card_knn(record["export"]), curve=curve)
+
+
+def keep(run: Run, record: dict) -> dict:
+    """Write the record into the run's folder and, for a full run, where it is committed."""
+    text = json.dumps(record, indent=1) + "\n"
+    (run.folder / RECORD).write_text(text)
+    if run.kept:
+        kept_record(run).parent.mkdir(parents=True, exist_ok=True)
+        kept_record(run).write_text(text)
     return record
 
 
@@ -292,6 +326,8 @@ class Result:
     minutes: float  # the whole fit: training, per-epoch monitor, full-set kNN, export
     bare_epochs: float  # training only (up to the last epoch's checkpoint), in bare epochs
     curve: list[tuple[int, float, float]]  # (epoch, bare epochs so far, monitor kNN)
+    date: str = ""
+    per_epoch: bool = True  # the yardstick measured at every epoch's end, not only before and after the run
 
 
 def card_knn(folder: str) -> float:
@@ -315,10 +351,9 @@ def spent_by_epoch(record: dict) -> dict[int, float]:
 
 
 def result(run: Run, record: dict) -> Result:
-    spent = spent_by_epoch(record)
-    curve = [(int(r["epoch"]), spent[int(r["epoch"])], float(r["knn_top1"])) for r in monitor_rows(run)
-             if int(r["epoch"]) in spent]
-    return Result(run, card_knn(record["export"]), record["fit_seconds"] / 60, record["bare_epochs"], curve)
+    curve = [tuple(point) for point in record["curve"]]
+    return Result(run, record["knn"], record["fit_seconds"] / 60, record["bare_epochs"], curve, record["date"],
+                  per_epoch="sessions" in record)
 
 
 def meets_goal(knn: float, pixels: float, bare_epochs: float) -> bool:
@@ -352,9 +387,13 @@ def table(results: list[Result], base: dict[str, float], pixels: float) -> str:
     rows += [f"| {label} | {value:.2f} | - | - | - |" for label, value in base.items()]
     for res in results:
         cfg, met = res.run.cfg, meets_goal(res.knn, pixels, res.bare_epochs)
-        rows.append(f"| {res.run.label} (`{cfg.arch}`, {cfg.epochs} epochs, batch {cfg.batch_size}) | {res.knn:.2f} "
-                    f"| {res.minutes:.1f} | {res.bare_epochs:.1f} | {'yes' if met else 'no'} |")
-    return "\n".join(rows) + "\n"
+        mark = "" if res.per_epoch else " *"
+        rows.append(f"| {res.run.label} (`{cfg.arch}`, {cfg.epochs} epochs, batch {cfg.batch_size}){mark} "
+                    f"| {res.knn:.2f} | {res.minutes:.1f} | {res.bare_epochs:.1f} | {'yes' if met else 'no'} |")
+    older = sorted({res.date[:10] for res in results if not res.per_epoch})
+    note = (f"\n\\* Trained on {', '.join(older)}, when the yardstick was measured only before and after each run (the "
+            "mean of the two), not at each epoch; reported from its committed record.\n" if older else "")
+    return "\n".join(rows) + "\n" + note
 
 
 def protocol(clock: BareClock) -> str:
@@ -370,7 +409,8 @@ forward + backward + SGD through the engine's step: {TRAIN_IMAGES // BARE.batch_
 epochs: each epoch counts in the mean of the bare epochs measured just before and just after it, so that the
 machine's load, which drifts over a run, is the same in the numerator and the denominator (the yardstick's own
 time is left out). Bare epochs measured in this run: {spread(clock.measured)}. **Minutes**: the whole run,
-including the full-set kNN and the export.
+including the full-set kNN and the export. Each finished run's record (its config, timings, kNN and curve) is
+committed in `bench/records/`, so `--skip-trained` reports a run of the current preset without its folder.
 """
 
 
@@ -453,10 +493,11 @@ def draw(results: list[Result], data: datasets.Data, folder: Path) -> dict:
 
 
 def outcome(run: Run, skip_trained: bool, clock: BareClock | None) -> dict | None:
-    """The run's record: reused when allowed and finished, else trained (``clock`` None: never trained)."""
-    record = finished(run) if skip_trained or clock is None else None
+    """The run's record: reused when allowed and finished (in its folder, or committed), else trained (``clock``
+    None: never trained)."""
+    record = (finished(run) or committed(run)) if skip_trained or clock is None else None
     if record:
-        print(f"{run.label}: reusing {run.folder}", flush=True)
+        print(f"{run.label}: reusing the record of {record['date']}", flush=True)
         return record
     return train(run, clock) if clock else None
 

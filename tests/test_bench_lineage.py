@@ -99,6 +99,33 @@ def test_a_complete_run_of_the_current_preset_is_reused(tmp_path, monkeypatch):
     assert bench.finished(finished_run(tmp_path, monkeypatch)) is not None
 
 
+def test_a_committed_record_of_the_current_preset_stands_for_a_run_whose_folder_is_gone(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    run = bench.lineage_run("instdisc", bench.FULL)
+    bench.kept_record(run).parent.mkdir(parents=True)
+    record = dict(config=bench.as_json(run.cfg), knn=81.5, fit_seconds=600.0, bare_epochs=4.0, date="2026-12-01",
+                  curve=[[1, 2.0, 76.0], [2, 4.0, 78.0]])
+    bench.kept_record(run).write_text(json.dumps(record))
+    assert not run.folder.exists()
+    assert bench.outcome(run, skip_trained=True, clock=None) == record
+    res = bench.result(run, record)
+    assert (res.knn, res.bare_epochs, res.curve[-1], res.per_epoch) == (81.5, 4.0, (2, 4.0, 78.0), False)
+    assert "*" in bench.table([res], {}, 79.13)  # an older protocol's row is marked
+    stale = dict(record, config=bench.as_json(run.cfg.override(lr=0.1)))
+    bench.kept_record(run).write_text(json.dumps(stale))
+    assert bench.outcome(run, skip_trained=True, clock=None) is None
+
+
+def test_only_a_full_runs_record_is_committed(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    for scale in (bench.FULL, bench.QUICK):
+        run = bench.lineage_run("cmc", scale)
+        run.folder.mkdir(parents=True)
+        bench.keep(run, dict(config=bench.as_json(run.cfg)))
+        assert (run.folder / bench.RECORD).is_file()
+        assert bench.kept_record(run).is_file() == (scale is bench.FULL)
+
+
 def test_a_run_cut_short_is_trained_again(tmp_path, monkeypatch):
     assert bench.finished(finished_run(tmp_path, monkeypatch, epochs_logged=2)) is None
 
@@ -175,9 +202,11 @@ def test_a_resumed_run_sums_its_sessions_each_epoch_in_the_bare_epochs_around_it
             return 30.0
 
     monkeypatch.setattr(bench, "fit", fit)
+    monkeypatch.setattr(bench, "card_knn", lambda folder: 80.0)
     monkeypatch.setattr(bench, "time", SimpleNamespace(time=lambda: now[0], strftime=time.strftime))
     record = bench.train(run, Clock())
     assert calls == [True]
     assert record["train_seconds"] == pytest.approx(250.0)
     assert record["bare_epochs"] == pytest.approx(200 / 40 + 50 / 25)  # each epoch in the yardstick around it
+    assert json.loads(bench.kept_record(run).read_text()) == record  # committed, for a machine without the run
     assert not (run.folder / bench.SESSIONS).exists()
