@@ -2,7 +2,10 @@
 
 The bare step is timm's ResNet-18 with the authors' init (as the `fmnist` presets build it) at 32 px, batch
 256: forward, a scalar, backward and SGD through the engine's ``train_step``, on real images preprocessed
-beforehand. It is the work every method does at least, so a method's step can only be slower.
+beforehand. It is the work every method does at least, in PyTorch's default memory layout: a fixed reference
+for the machine, so that what the engine does faster than plain PyTorch (it trains channels-last) counts in
+the methods' favour. A method's step can be below 1 in this unit, never against its own backbone in the
+engine's layout (``bench.throughput``'s middle column).
 """
 from __future__ import annotations
 

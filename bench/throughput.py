@@ -2,13 +2,15 @@
 
 For each method's `fmnist` preset, two steps on the same batch of Fashion-MNIST images: the method's engine
 step (its augmentation on the device, its views, heads, loss, memory and hooks, its optimiser) and the bare
-step of the very backbone it exports (forward, backward and SGD on the batch already preprocessed), plus the
+step of the very backbone it exports, channels-last as the engine trains it (forward, backward and SGD on the
+batch already preprocessed), plus the
 lineage's yardstick, the bare ResNet-18 step (``bench.bare``). One round runs every step once, the order
 rotating from round to round; ``--repeats`` rounds are timed after one untimed warm-up each, so that all
 steps see the same machine load. A method's overhead is its time over its backbone's in the same round,
 reported as the median with its quartiles: below 1 would be noise, since the method does at least the
 backbone's work, and is flagged. Backbones differ (CMC's two half-width streams, CPC's patch encoder), so the
-ratio to the yardstick, a method's cost in the lineage's unit, is given beside it.
+ratio to the yardstick, a method's cost in the lineage's unit, is given beside it; the yardstick keeps PyTorch's
+default layout, so there a method may come out below 1.
 """
 from __future__ import annotations
 
@@ -60,6 +62,12 @@ def step_seconds(step, steps: int, warmup: int) -> list[float]:
     return seconds
 
 
+def own_backbone(method, device: torch.device) -> torch.nn.Module:
+    """A copy of the backbone ``method`` exports, with its own parameters (and optimiser), in the layout the engine
+    trains the method in: the same convolutions, so that its step is the least the method's can take."""
+    return on_device(copy.deepcopy(method.export()), device)
+
+
 def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size, device: torch.device = CPU) -> dict:
     """The yardstick's bare step, then each method's step and its exported backbone's bare step (``NAME bare``),
     all on the first ``batch`` training images, on ``device``."""
@@ -67,7 +75,7 @@ def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size, d
     for name in names:
         method, cfg, images, index = first_batch(name, data, batch)
         ready = prepared(data, index, cfg.image_size).to(device)
-        backbone = copy.deepcopy(method.export()).to(device)  # its own parameters and optimiser
+        backbone = own_backbone(method, device)
         out[name] = engine_step(on_device(method, device), cfg, images, index, device)  # as fit trains it
         out[f"{name} bare"] = engine_step(Bare(backbone), cfg, ready, index, device)
     return {name: synced(step, device) for name, step in out.items()}

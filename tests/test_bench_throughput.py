@@ -2,6 +2,8 @@
 their order, and a method measured faster than the bare step is called noise. Nothing is timed here."""
 import math
 
+import torch
+
 from bench import throughput
 from train import data as datasets
 from train.methods import METHODS
@@ -34,3 +36,11 @@ def test_every_method_steps_on_the_same_images_as_the_bare_step(fashion_mnist):
     assert list(timed) == ["bare", *(step for name in names for step in (name, f"{name} bare"))]
     for name, step in timed.items():
         assert math.isfinite(step().loss.item()), name
+
+
+def test_a_methods_backbone_steps_in_the_engines_layout_on_its_own_parameters(fashion_mnist):
+    method = throughput.first_batch("mocov2", datasets.load("fashion-mnist", 32, 32), 16)[0]
+    backbone = throughput.own_backbone(method, throughput.CPU)
+    conv = backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert torch.equal(conv, method.export().conv1.weight) and conv.data_ptr() != method.export().conv1.weight.data_ptr()
