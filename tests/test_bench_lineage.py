@@ -73,11 +73,14 @@ def test_methods_default_to_every_registered_one_with_an_fmnist_preset_and_unkno
 
 def test_quick_and_sweep_runs_never_share_a_folder_or_an_exported_name_with_the_full_run():
     runs = [bench.lineage_run("instdisc", bench.FULL), bench.lineage_run("instdisc", bench.QUICK),
-            bench.lineage_run("instdisc", bench.FULL, ("negatives", "m", 256))]
+            bench.lineage_run("instdisc", bench.FULL, ("negatives", "m", 256)),
+            bench.lineage_run("instdisc", bench.longer(12))]
     assert runs[0].name == "instdisc-resnet18-fmnist" and runs[0].folder.name == "bench-instdisc-fmnist"
-    assert len({r.folder for r in runs}) == len({r.name for r in runs}) == 3
+    assert len({r.folder for r in runs}) == len({r.name for r in runs}) == 4
     assert runs[1].cfg.epochs == 1 and runs[1].cfg.subset == 2048
     assert runs[2].cfg.method["negatives"] == 256 and runs[2].label == "InstDisc, m = 256"
+    assert runs[3].cfg == runs[0].cfg.override(epochs=12) and runs[3].name == "instdisc-resnet18-fmnist-e12"
+    assert [r.kept for r in runs] == [True, False, True, True]  # all but --quick's records are committed
 
 
 def finished_run(tmp_path, monkeypatch, epochs_logged=4, config=None):
