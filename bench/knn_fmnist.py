@@ -515,7 +515,8 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--methods", type=parse_methods, default=None,
                         help="comma-separated, e.g. instdisc,invaspread (default: every method with an fmnist preset)")
     parser.add_argument("--skip-trained", action="store_true",
-                        help="reuse each run whose folder holds a finished run of the current preset")
+                        help="reuse each run of the current preset whose folder holds it finished, or whose record "
+                             "is committed in bench/records")
     parser.add_argument("--curves-only", action="store_true",
                         help="only redraw the figures from the finished runs; train and measure nothing")
     parser.add_argument("--no-write", action="store_true",
