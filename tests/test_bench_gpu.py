@@ -53,3 +53,12 @@ def test_profile_step_times_only_the_steps_after_warm_up(monkeypatch):
 def test_a_failed_part_is_named_by_its_error_and_first_line():
     assert gpu.failure(ValueError("no batch fits\nmore detail")) == "**failed**: ValueError: no batch fits"
     assert gpu.failure(RuntimeError()) == "**failed**: RuntimeError: "
+
+
+def test_the_long_part_trains_the_best_method_longer_in_its_own_section_and_rehearses_quick():
+    from bench import knn_fmnist
+
+    full = knn_fmnist.arguments(gpu.long_arguments(quick=False))
+    assert (full.methods, full.epochs, full.quick, full.skip_trained) == (["instdisc"], 40, False, True)
+    quick = knn_fmnist.arguments(gpu.long_arguments(quick=True))
+    assert quick.quick and quick.epochs is None
