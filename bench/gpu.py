@@ -205,8 +205,9 @@ global batch is spread over several (ImageNet: {IMAGENET_IMAGES:,} images an epo
 """
 
 
-def long_arguments(quick: bool, method: str = LONG[0], epochs: int = LONG[1]) -> list[str]:
+def long_arguments(quick: bool) -> list[str]:
     """``bench.knn_fmnist``'s arguments for the long part (``--quick``: its own one-epoch rehearsal)."""
+    method, epochs = LONG
     return ["--methods", method, *(["--quick"] if quick else ["--skip-trained", "--epochs", str(epochs)])]
 
 

@@ -543,7 +543,7 @@ def main(argv=None) -> str:
     results = [result(run, record) for run in runs if (record := outcome(run, args.skip_trained, clock))]
     if not results:
         raise SystemExit("no finished run to report: train them first (leave out --curves-only)")
-    figures = draw(results, data, figures_folder, scale.tag if args.epochs else "")
+    figures = draw(results, data, figures_folder, scale.tag)
     if args.curves_only:
         return ""
     base = baselines(data)

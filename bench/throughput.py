@@ -3,10 +3,9 @@
 For each method's `fmnist` preset, two steps on the same batch of Fashion-MNIST images: the method's engine
 step (its augmentation on the device, its views, heads, loss, memory and hooks, its optimiser) and the bare
 step of the very backbone it exports, channels-last as the engine trains it (forward, backward and SGD on the
-batch already preprocessed), plus the
-lineage's yardstick, the bare ResNet-18 step (``bench.bare``). One round runs every step once, the order
-rotating from round to round; ``--repeats`` rounds are timed after one untimed warm-up each, so that all
-steps see the same machine load. A method's overhead is its time over its backbone's in the same round,
+batch already preprocessed), plus the lineage's yardstick, the bare ResNet-18 step (``bench.bare``). One round
+runs every step once, the order rotating from round to round; ``--repeats`` rounds are timed after one untimed
+warm-up each, so that all steps see the same machine load. A method's overhead is its time over its backbone's in the same round,
 reported as the median with its quartiles: below 1 would be noise, since the method does at least the
 backbone's work, and is flagged. Backbones differ (CMC's two half-width streams, CPC's patch encoder), so the
 ratio to the yardstick, a method's cost in the lineage's unit, is given beside it; the yardstick keeps PyTorch's
