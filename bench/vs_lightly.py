@@ -326,12 +326,27 @@ class Result:
     name: str
     ours: list[float]  # images/s per repeat
     lightly: list[float]
-    knn: dict | None = None  # side -> kNN top-1 (%)
-    epoch_rate: dict | None = None  # side -> images/s over the kNN training
+    knn: dict | None = None  # side -> kNN top-1 (%) per seed, the same seeds on both sides
+    epoch_rate: dict | None = None  # side -> images/s over each seed's kNN training
 
     @property
     def ratio(self) -> Spread:
         return ratio(self.ours, self.lightly)
+
+    def knn_verdict(self) -> tuple[bool, str]:
+        """Whether ours is equal or better by kNN, and why. Seed by seed (both sides start from the same
+        seed): better in every seed is better, worse in every seed is worse, and a gap whose sign changes
+        with the seed is no gap at all, so equal."""
+        ours, theirs = self.knn["ours"], self.knn["lightly"]
+        gaps = [a - b for a, b in zip(ours, theirs, strict=True)]
+        mean = f"{statistics.mean(ours):.2f} {{}} {statistics.mean(theirs):.2f}"
+        if len(gaps) > 1:
+            mean += f" over {len(gaps)} seeds"
+        if all(g >= 0 for g in gaps):
+            return True, "kNN " + mean.format(">=")
+        if all(g < 0 for g in gaps):
+            return False, "kNN " + mean.format("<") + (" in every seed" if len(gaps) > 1 else "")
+        return True, "kNN equal: " + mean.format("vs") + f", the gap's sign changes with the seed ({min(gaps):+.2f} to {max(gaps):+.2f})"
 
     def goal(self) -> str:
         """Decided only when every repeat's ratio falls on the same side of the goal as the median's: a range
@@ -344,12 +359,12 @@ class Result:
         if self.knn is None:
             # every repeat short of the goal decides it; one that reaches it still needs the kNN
             return f"not met: {speed} in every repeat" if not fast else f"undecided: {speed}, kNN not measured"
-        good = self.knn["ours"] >= self.knn["lightly"]
-        knn = f"kNN {self.knn['ours']:.2f} {'>=' if good else '<'} {self.knn['lightly']:.2f}"
+        good, knn = self.knn_verdict()
         return f"{'met' if fast and good else 'not met'}: {speed}, {knn}"
 
 
-def measure(name: str, data, device, workers: int, repeats: int, warmup: int, steps: int, epochs: int) -> Result:
+def measure(name: str, data, device, workers: int, repeats: int, warmup: int, steps: int, epochs: int,
+            seeds: int = 1) -> Result:
     cfg = preset(name)
     sides = [Ours(name, cfg, data, device), Lightly(name, cfg, data, device, workers)]
     rates = {side.label: [] for side in sides}
@@ -361,11 +376,14 @@ def measure(name: str, data, device, workers: int, repeats: int, warmup: int, st
     result = Result(name, rates["ours"], rates["lightly"])
     if epochs:
         del sides
-        cfg = preset(name, epochs)
-        result.knn, result.epoch_rate = {}, {}
-        for side in (Ours(name, cfg, data, device), Lightly(name, cfg, data, device, workers)):
-            result.knn[side.label], result.epoch_rate[side.label] = train_and_knn(side, data, epochs)
-            print(f"{name} {side.label}: kNN {result.knn[side.label]:.2f}% after {epochs} epochs", flush=True)
+        result.knn, result.epoch_rate = {"ours": [], "lightly": []}, {"ours": [], "lightly": []}
+        for seed in range(cfg.seed, cfg.seed + seeds):
+            seeded = preset(name, epochs).override(seed=seed)
+            for side in (Ours(name, seeded, data, device), Lightly(name, seeded, data, device, workers)):
+                knn, rate = train_and_knn(side, data, epochs)
+                result.knn[side.label].append(knn)
+                result.epoch_rate[side.label].append(rate)
+                print(f"{name} {side.label} seed {seed}: kNN {knn:.2f}% after {epochs} epochs", flush=True)
     return result
 
 
@@ -378,19 +396,31 @@ def count(n: int, word: str, plural: str = "s") -> str:
     return f"{n} {word}{plural if n != 1 else ''}"
 
 
+def seeded(values: list[float], spec: str) -> str:
+    """One seed's value as it is; several as their mean with their range."""
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ({format(min(values), spec)}-{format(max(values), spec)})"
+
+
 def report(results: list[Result], *, command: str, device: torch.device, workers: int, repeats: int, warmup: int,
-           steps: int, epochs: int, train_images: int, test_images: int, lightly_version: str) -> str:
+           steps: int, epochs: int, train_images: int, test_images: int, lightly_version: str,
+           seeds: int = 1) -> str:
     where = "GPU" if device.type == "cuda" else f"CPU, {count(torch.get_num_threads(), 'thread')}"
     rows = []
     for r in results:
         cfg = preset(r.name)
-        knn = f"{r.knn['ours']:.2f} / {r.knn['lightly']:.2f}" if r.knn else "not measured"
-        epoch_rate = f"{r.epoch_rate['ours']:.4g} / {r.epoch_rate['lightly']:.4g}" if r.epoch_rate else "-"
+        knn = f"{seeded(r.knn['ours'], '.2f')} / {seeded(r.knn['lightly'], '.2f')}" if r.knn else "not measured"
+        epoch_rate = (f"{seeded(r.epoch_rate['ours'], '.4g')} / {seeded(r.epoch_rate['lightly'], '.4g')}"
+                      if r.epoch_rate else "-")
         rows.append(f"| {METHOD_NAMES[r.name]} (batch {cfg.batch_size}, {cfg.optimizer.upper()}) | "
                     f"{Spread.of(r.ours)} | {Spread.of(r.lightly)} | {r.ratio} | {knn} | {epoch_rate} | {r.goal()} |")
     first, processes = preset(results[0].name), count(workers, "DataLoader worker process", "es")
+    per_seed = (f", for each of {seeds} seeds (both sides from the same seed; the mean with its range, and ours is "
+                "equal when the gap's sign changes with the seed, better or worse when every seed agrees)"
+                if seeds > 1 else "")
     knn_note = (f"kNN top-1 (%) after {count(epochs, 'epoch')} of each side from scratch over {train_images} "
-                f"training images, which then vote for {test_images} test images (k=200, T=0.07)" if epochs else
+                f"training images, which then vote for {test_images} test images (k=200, T=0.07){per_seed}" if epochs else
                 "kNN not measured (`--epochs N` trains each side N epochs and measures it)")
     return f"""
 `{command}`: each method's `fmnist` preset trained by this
@@ -422,6 +452,8 @@ def main(argv=None) -> str:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed run")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--epochs", type=int, default=0, help="train each side N epochs and measure kNN (0: skip)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train the kNN runs from this many seeds on each side, the same ones on both")
     parser.add_argument("--subset", type=int, default=0,
                         help="a seeded N training and N/4 test images instead of all (0: all), for a short kNN run")
     parser.add_argument("--quick", action="store_true",
@@ -437,12 +469,14 @@ def main(argv=None) -> str:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workers = len(os.sched_getaffinity(0))
     data = datasets.load("fashion-mnist", 32, args.subset)
-    results = [measure(name, data, device, workers, args.repeats, args.warmup, args.steps, args.epochs)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: at least one seed")
+    results = [measure(name, data, device, workers, args.repeats, args.warmup, args.steps, args.epochs, args.seeds)
                for name in args.methods]
     command = " ".join([parser.prog, *(argv if argv is not None else sys.argv[1:])])
     body = report(results, command=command, device=device, workers=workers, repeats=args.repeats, warmup=args.warmup, steps=args.steps,
                   epochs=args.epochs, train_images=len(data.train), test_images=len(data.test),
-                  lightly_version=lightly.__version__)
+                  lightly_version=lightly.__version__, seeds=args.seeds)
     if not args.no_write:
         write_section(TITLE if device.type == "cpu" else f"{TITLE} on a GPU", body)
     return body
