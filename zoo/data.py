@@ -9,6 +9,7 @@ import functools
 import gzip
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -19,15 +20,24 @@ def data_home() -> Path:
 
 
 def _seed_from_debian(raw: Path) -> None:
-    """Unpack Debian's gzipped IDX files where torchvision looks for them."""
+    """Unpack Debian's gzipped IDX files where torchvision looks for them.
+
+    Each file is unpacked into a partial file of this call's own and renamed over the target, so that
+    processes seeding at once (torchrun's ranks, two benchmarks) never write into one another's file and
+    a reader never sees a half-written one."""
     raw.mkdir(parents=True, exist_ok=True)
     for gz in DEBIAN_FMNIST.glob("*-ubyte.gz"):
         target = raw / gz.stem
-        if not target.exists():
-            partial = target.with_suffix(".partial")
-            with gzip.open(gz) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            partial.rename(target)
+        if target.exists():
+            continue
+        with tempfile.NamedTemporaryFile(dir=raw, prefix=f"{target.name}.", suffix=".partial", delete=False) as dst:
+            try:
+                with gzip.open(gz) as src:
+                    shutil.copyfileobj(src, dst)
+            except BaseException:
+                os.unlink(dst.name)
+                raise
+        os.replace(dst.name, target)
 
 
 @functools.lru_cache(maxsize=2)
