@@ -22,7 +22,7 @@ import csv
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import timm
@@ -334,6 +334,7 @@ class Result:
     curve: list[tuple[int, float, float]]  # (epoch, bare epochs so far, monitor kNN)
     date: str = ""
     per_epoch: bool = True  # the yardstick measured at every epoch's end, not only before and after the run
+    yardstick: list[float] = field(default_factory=list)  # the bare epoch's seconds as measured during the run
 
 
 def card_knn(folder: str) -> float:
@@ -356,10 +357,20 @@ def spent_by_epoch(record: dict) -> dict[int, float]:
     return out
 
 
+def yardstick_readings(record: dict) -> list[float]:
+    """Every bare epoch measured during the recorded run: before each session, then at each epoch's end."""
+    readings = []
+    for session in record.get("sessions", []):
+        stretches = sorted(session["intervals"], key=lambda i: i["epoch"])
+        readings += [stretches[0]["bare_epoch_before"]] if stretches else []
+        readings += [i["bare_epoch_after"] for i in stretches if i["bare_epoch_after"]]
+    return readings
+
+
 def result(run: Run, record: dict) -> Result:
     curve = [tuple(point) for point in record["curve"]]
     return Result(run, record["knn"], record["fit_seconds"] / 60, record["bare_epochs"], curve, record["date"],
-                  per_epoch="sessions" in record)
+                  per_epoch="sessions" in record, yardstick=yardstick_readings(record))
 
 
 def meets_goal(knn: float, pixels: float, bare_epochs: float) -> bool:
@@ -402,11 +413,17 @@ def table(results: list[Result], base: dict[str, float], pixels: float) -> str:
     return "\n".join(rows) + "\n" + note
 
 
-def protocol(clock: BareClock) -> str:
-    """How the table was measured: the kNN, the bare epoch and the minutes."""
+def protocol(clock: BareClock, results: list[Result]) -> str:
+    """How the table was measured: the kNN, the bare epoch (as the reported runs measured it, else as this
+    invocation did) and the minutes."""
     scale = clock.scale
+    command = "python -m bench.knn_fmnist" + (f" --epochs {scale.epochs}" if scale.epochs else "")
+    trained = f"trained {scale.epochs} epochs" if scale.epochs else "trained"
+    readings = [seconds for res in results for seconds in res.yardstick]
+    measured = (f"Bare epochs measured during the reported runs: {spread(readings)}" if readings else
+                f"Bare epochs measured in this run: {spread(clock.measured)}")
     return f"""
-`python -m bench.knn_fmnist`: each method's `fmnist` preset, trained and exported, then its kNN top-1 (k=200,
+`{command}`: each method's `fmnist` preset, {trained} and exported, then its kNN top-1 (k=200,
 T=0.07, cosine on L2-normalised features) of the 60k training images voting for the 10k test images, the
 monitor the baselines are measured by. **Bare epochs**: the training time (data, prefill, the epochs with
 their monitor, up to the last checkpoint) over one epoch of bare `{BARE.arch}` (32 px, batch {BARE.batch_size},
@@ -414,7 +431,7 @@ forward + backward + SGD through the engine's step: {TRAIN_IMAGES // BARE.batch_
 {scale.timed_steps} timed after {scale.warmup_steps} warm-up), measured before each training and after each of its
 epochs: each epoch counts in the mean of the bare epochs measured just before and just after it, so that the
 machine's load, which drifts over a run, is the same in the numerator and the denominator (the yardstick's own
-time is left out). Bare epochs measured in this run: {spread(clock.measured)}. **Minutes**: the whole run,
+time is left out). {measured}. **Minutes**: the whole run,
 including the full-set kNN and the export. Each finished run's record (its config, timings, kNN and curve) is
 committed in `bench/records/`, so `--skip-trained` reports a run of the current preset without its folder.
 """
@@ -449,7 +466,7 @@ def link(path: Path) -> str:
 
 def section(results, base, clock: BareClock, figures: dict) -> str:
     pixels = base[PIXELS]
-    return (protocol(clock) + "\n" + table(results, base, pixels) + shortfalls(results, pixels)
+    return (protocol(clock, results) + "\n" + table(results, base, pixels) + shortfalls(results, pixels)
             + curves(results, figures) + "\nThe papers' claims at this scale: `python -m bench.claims`.\n")
 
 

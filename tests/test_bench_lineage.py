@@ -37,6 +37,20 @@ def test_the_curve_runs_across_sessions_in_epoch_order_and_a_cut_measurement_use
     assert bench.spent_by_epoch(record) == pytest.approx({1: 2.0, 2: 3.5})
 
 
+def test_the_protocol_reports_the_yardstick_the_runs_measured_and_the_command_of_their_scale():
+    record = dict(sessions=[dict(intervals=[stretch(2, 30.0, 11.0, 30.0), stretch(1, 20.0, 10.0, None)]),
+                            dict(intervals=[stretch(3, 30.0, 40.0, 50.0)])])
+    assert bench.yardstick_readings(record) == [10.0, 30.0, 40.0, 50.0]  # each session's first, then each end
+    run = bench.lineage_run("instdisc", bench.longer(10))
+    reused = bench.Result(run, 84.0, 70.0, 8.9, [(1, 1.0, 78.0)], yardstick=[10.0, 30.0, 50.0])
+    clock = SimpleNamespace(scale=bench.longer(10), measured=[99.0])  # this invocation's own measurement
+    text = bench.protocol(clock, [reused])
+    assert "`python -m bench.knn_fmnist --epochs 10`" in text and "trained 10 epochs" in text
+    assert "during the reported runs: median 30.0 s, from 10.0 to 50.0 s over 3 measurements" in text
+    assert "99.0" not in text
+    assert "in this run: median 99.0 s" in bench.protocol(clock, [replace(reused, yardstick=[])])
+
+
 def test_the_goal_needs_both_more_than_raw_pixels_and_at_most_nine_bare_epochs():
     assert bench.meets_goal(80.0, 79.1, 9.0)
     assert not bench.meets_goal(79.0, 79.1, 3.0)
