@@ -151,15 +151,44 @@ def test_split_batchnorm_normalises_each_group_alone_and_is_plain_batchnorm_in_e
     assert torch.allclose(split(x), plain(x))
 
 
-def test_split_batchnorm_keeps_the_mean_of_the_groups_running_statistics():
+def authors_split_batchnorm(x, running_mean, running_var, splits):
+    """The authors' training step: the running statistics repeated per group, then the groups' copies
+    averaged back (the MoCo CIFAR demo's SplitBatchNorm)."""
+    n, c, h, w = x.shape
+    mean, var = running_mean.repeat(splits), running_var.repeat(splits)
+    out = F.batch_norm(x.view(n // splits, c * splits, h, w), mean, var, None, None, True, 0.1, 1e-5)
+    return out.view(n, c, h, w), mean.view(splits, c).mean(0), var.view(splits, c).mean(0)
+
+
+def test_split_batchnorm_keeps_the_authors_running_statistics_through_eval_a_checkpoint_and_a_resume():
     torch.manual_seed(0)
-    x = torch.randn(8, 3, 4, 4) * 3 + 1
-    split, groups = SplitBatchNorm(3, 2), [nn.BatchNorm2d(3) for _ in range(2)]
-    split(x)
-    for g, bn in enumerate(groups):
-        bn(x[g::2])
-    assert torch.allclose(split.running_mean, (groups[0].running_mean + groups[1].running_mean) / 2, atol=1e-6)
-    assert torch.allclose(split.running_var, (groups[0].running_var + groups[1].running_var) / 2, atol=1e-6)
+    split, mean, var = SplitBatchNorm(3, 4), torch.zeros(3), torch.ones(3)
+    for step in range(6):
+        x = torch.randn(8, 3, 4, 4) * (step + 1) + step
+        expected, mean, var = authors_split_batchnorm(x, mean, var, 4)
+        assert torch.allclose(split(x), expected, atol=1e-5)
+        if step == 1:  # the kNN monitor's eval pass reads the statistics, then training goes on
+            split.eval()
+            assert torch.allclose(split.running_mean, mean, atol=1e-6)
+            assert torch.allclose(split(x), F.batch_norm(x, mean, var, eps=1e-5), atol=1e-5)
+            split.train()
+        if step == 3:  # a checkpoint in the middle of training, resumed by a new process
+            state = split.state_dict()
+            assert set(state) == set(nn.BatchNorm2d(3).state_dict())
+            assert torch.allclose(state["running_mean"], mean, atol=1e-6)
+            assert torch.allclose(state["running_var"], var, atol=1e-6)
+            split = SplitBatchNorm(3, 4)
+            split.load_state_dict(state)
+    split.eval()
+    assert torch.allclose(split.running_mean, mean, atol=1e-5) and torch.allclose(split.running_var, var, atol=1e-5)
+
+
+def test_split_batchnorm_trains_on_from_running_statistics_written_in_eval_mode():
+    split = SplitBatchNorm(3, 2).eval()
+    split.running_mean.fill_(5.0)
+    split.train()
+    split(torch.zeros(4, 3, 2, 2))  # every group's batch mean is 0: each copy moves 10% of the way from 5
+    assert torch.allclose(split.state_dict()["running_mean"], torch.full((3,), 4.5))
 
 
 def split_counts(encoder: nn.Module) -> set[int]:
