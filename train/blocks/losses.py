@@ -7,6 +7,12 @@ import torch
 from torch.nn import functional as F
 
 
+def at(index: torch.Tensor, width: int) -> torch.Tensor:
+    """The boolean [len(index), width] mask of row r's column index[r]: F.one_hot without its range check,
+    which reads the index back to the host (on a GPU, a stall until the device's queue drains)."""
+    return index[:, None] == torch.arange(width, device=index.device)
+
+
 def nce_loss(positive: torch.Tensor, noise: torch.Tensor, log_z: torch.Tensor, num_data: int) -> torch.Tensor:
     """Noise-contrastive estimation of the non-parametric softmax (Wu et al. 2018, eqs. 5-7).
 
@@ -66,10 +72,10 @@ def invariance_spreading_loss(features: torch.Tensor, keys: torch.Tensor | None 
     positive = offset + (rows + len(features) // 2) % len(features)
     with torch.autocast(features.device.type, enabled=False):  # logits up to 1/T: float32, not bf16
         logits = features.float() @ keys.detach().float().T / temperature
-        own_mask = F.one_hot(own, len(keys)).bool()
+        own_mask = at(own, len(keys))
         log_p = logits.masked_fill(own_mask, float("-inf")).log_softmax(dim=1)
         log_p_positive = log_p.gather(1, positive[:, None]).squeeze(1)
-        p_negative = log_p.exp().masked_fill(own_mask | F.one_hot(positive, len(keys)).bool(), 0.0)
+        p_negative = log_p.exp().masked_fill(own_mask | at(positive, len(keys)), 0.0)
         loss = -(log_p_positive.sum() + torch.log1p(-p_negative).sum()) / len(features)
     return loss, log_p_positive.detach().exp()
 
@@ -115,7 +121,7 @@ def nt_xent(z: torch.Tensor, keys: torch.Tensor | None = None, offset: int = 0, 
     positive = offset + (rows + len(z) // 2) % len(z)
     with torch.autocast(z.device.type, enabled=False):  # logits up to 1/T: float32, not bf16
         logits = z.float() @ keys.float().T / temperature
-        logits = logits.masked_fill(F.one_hot(offset + rows, len(keys)).bool(), float("-inf"))  # k != i
+        logits = logits.masked_fill(at(offset + rows, len(keys)), float("-inf"))  # k != i
         if negatives is not None:
             logits = torch.cat([logits, z.float() @ negatives.detach().float().T / temperature], dim=1)
         return F.cross_entropy(logits, positive), (logits.argmax(dim=1) == positive).float().mean().detach()
