@@ -49,4 +49,5 @@ bench: setup data
 # against lightly and kornia, installed only here (the bench extra); kNN after the presets' 4 epochs on each side
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) -m bench.views
+	$(PY) -m bench.step_ops
 	$(PY) -m bench.vs_lightly --epochs 4

@@ -23,7 +23,7 @@ def momentum_update(target: nn.Module, online: tuple[nn.Module, ...], momentum: 
     modules ``target`` was copied from, in the same order. Buffers (BatchNorm's running statistics) are
     not averaged: the target's own forward passes keep them, as the authors' code does."""
     targets = list(target.parameters())
-    sources = [p.detach() for p in itertools.chain.from_iterable(m.parameters() for m in online)]
+    sources = list(itertools.chain.from_iterable(m.parameters() for m in online))  # read under no_grad: no detach
     if len(targets) != len(sources):
         raise ValueError(f"the momentum encoder has {len(targets)} parameters and the online encoder "
                          f"{len(sources)}: build it with momentum_copy from the same modules")
