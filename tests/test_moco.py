@@ -191,6 +191,31 @@ def test_split_batchnorm_trains_on_from_running_statistics_written_in_eval_mode(
     assert torch.allclose(split.state_dict()["running_mean"], torch.full((3,), 4.5))
 
 
+def test_split_batchnorm_keeps_its_groups_through_a_partial_load_and_resets_them_with_its_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(SplitBatchNorm(3, 2), nn.Linear(2, 2))
+    model[0](torch.randn(4, 3, 2, 2) + 2)
+    trained = model.state_dict()["0.running_mean"].clone()
+    assert trained.abs().sum() > 0
+    model.load_state_dict({"1.weight": torch.eye(2), "1.bias": torch.zeros(2)}, strict=False)  # the head only
+    assert torch.allclose(model.state_dict()["0.running_mean"], trained)
+    model[0].reset_running_stats()
+    assert model.state_dict()["0.running_mean"].abs().sum() == 0
+
+
+def test_split_batchnorm_without_a_momentum_keeps_the_cumulative_average_of_the_groups():
+    torch.manual_seed(0)
+    split, batches = SplitBatchNorm(3, 2, momentum=None), [torch.randn(4, 3, 2, 2) * 2 + k for k in range(3)]
+    groups = [nn.BatchNorm2d(3, momentum=None) for _ in range(2)]
+    for x in batches:
+        split(x)
+        for g, bn in enumerate(groups):
+            bn(x[g::2])
+    expected = (groups[0].running_mean + groups[1].running_mean) / 2
+    assert torch.allclose(split.state_dict()["running_mean"], expected, atol=1e-6)
+    assert split.num_batches_tracked == 3
+
+
 def split_counts(encoder: nn.Module) -> set[int]:
     return {m.splits if isinstance(m, SplitBatchNorm) else 1 for m in encoder.modules()
             if isinstance(m, nn.BatchNorm2d)}

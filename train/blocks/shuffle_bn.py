@@ -57,9 +57,15 @@ class SplitBatchNorm(nn.BatchNorm2d):
             self._average_groups()
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._seed_groups()
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "running_mean" in state_dict:  # a partial load (strict=False) without them keeps the groups'
+            self._seed_groups()
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        if hasattr(self, "split_mean"):  # BatchNorm2d's __init__ resets before the groups' copies exist
+            self._seed_groups()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.splits == 1:
