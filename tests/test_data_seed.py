@@ -35,6 +35,7 @@ def test_a_process_that_seeds_while_another_is_unpacking_leaves_whole_files_and_
     zoo.data._seed_from_debian(raw)
     assert interrupted
     assert {p.name: p.read_bytes() for p in raw.iterdir()} == FILES  # whole files, no partial left behind
+    assert {p.stat().st_mode & 0o777 for p in raw.iterdir()} == {0o644}  # readable by the other users
 
 
 def test_a_failed_unpack_leaves_no_partial_and_the_next_call_unpacks_it(debian, tmp_path):

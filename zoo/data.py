@@ -30,14 +30,15 @@ def _seed_from_debian(raw: Path) -> None:
         target = raw / gz.stem
         if target.exists():
             continue
-        with tempfile.NamedTemporaryFile(dir=raw, prefix=f"{target.name}.", suffix=".partial", delete=False) as dst:
-            try:
-                with gzip.open(gz) as src:
-                    shutil.copyfileobj(src, dst)
-            except BaseException:
-                os.unlink(dst.name)
-                raise
-        os.replace(dst.name, target)
+        partial = tempfile.NamedTemporaryFile(dir=raw, prefix=f"{target.name}.", suffix=".partial", delete=False)
+        try:
+            with partial as dst, gzip.open(gz) as src:
+                shutil.copyfileobj(src, dst)
+                os.fchmod(dst.fileno(), 0o644)  # a public dataset, readable by every user: not the temp file's 0600
+            os.replace(partial.name, target)
+        except BaseException:
+            Path(partial.name).unlink(missing_ok=True)
+            raise
 
 
 @functools.lru_cache(maxsize=2)
