@@ -8,8 +8,8 @@ from torch.nn import functional as F
 
 
 def at(index: torch.Tensor, width: int) -> torch.Tensor:
-    """The boolean [len(index), width] mask of row r's column index[r]: F.one_hot without its range check,
-    which reads the index back to the host (on a GPU, a stall until the device's queue drains)."""
+    """The boolean [len(index), width] mask of row r's column index[r], as F.one_hot(index, width).bool() in
+    one comparison, without one_hot's range check, which reads the index back to the host on a CPU."""
     return index[:, None] == torch.arange(width, device=index.device)
 
 
