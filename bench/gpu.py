@@ -10,7 +10,9 @@
    sizes (decoding and cropping left out), at a per-GPU batch, and the GPU-hours that rate puts on the recipe.
 4. `bench.vs_lightly --epochs 4` on the GPU.
 5. `bench.views`: making the views, ours against kornia's transforms, timed and counted on the GPU.
-6. Only when asked (``--parts long``): the lineage's best method trained longer than its CPU preset
+6. `bench.step_ops`: the operators, kernels and host syncs of one training step, ours against lightly's, as
+   CUDA dispatches them.
+7. Only when asked (``--parts long``): the lineage's best method trained longer than its CPU preset
    (``bench.knn_fmnist --methods instdisc --epochs 40``, about six minutes on an H200), towards the stage-2
    goal of 84% kNN; its record lands in ``bench/records/``, to be copied back with the report.
 
@@ -39,7 +41,7 @@ from train.engine import fit, on_device
 from train.knn import knn_monitor
 from train.methods import METHODS
 
-from . import knn_fmnist, throughput, views, vs_lightly
+from . import knn_fmnist, step_ops, throughput, views, vs_lightly
 from .bare import BARE, engine_step
 from .report import write_section
 
@@ -214,8 +216,8 @@ def long_arguments(quick: bool) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="views,smoke,lightly,paper,fmnist",
-                        help="comma-separated, run in the order given: views, smoke, lightly, paper, fmnist, long "
+    parser.add_argument("--parts", default="views,ops,smoke,lightly,paper,fmnist",
+                        help="comma-separated, run in the order given: views, ops, smoke, lightly, paper, fmnist, long "
                              "(long only when named)")
     parser.add_argument("--quick", action="store_true", help="a few steps of each part, printed, nothing written")
     args = parser.parse_args(argv)
@@ -230,6 +232,7 @@ def main(argv=None) -> int:
                    lambda: fmnist_throughput_section(device, 2 if args.quick else 15, names)),
         "lightly": (None, lambda: vs_lightly.main(["--quick"] if args.quick else ["--epochs", "4"])),
         "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
+        "ops": (None, lambda: step_ops.main(["--no-write"] if args.quick else [])),
         "long": (None, lambda: knn_fmnist.main(long_arguments(args.quick))),
         "paper": ("On a GPU: throughput of the paper recipes",
                   lambda: paper_throughput_section(device, *((1, 1, 8) if args.quick else (3, 10, PER_GPU_BATCH)))),

@@ -417,8 +417,10 @@ def protocol(clock: BareClock, results: list[Result]) -> str:
     """How the table was measured: the kNN, the bare epoch (as the reported runs measured it, else as this
     invocation did) and the minutes."""
     scale = clock.scale
-    command = "python -m bench.knn_fmnist" + (f" --epochs {scale.epochs}" if scale.epochs else "")
-    trained = f"trained {scale.epochs} epochs" if scale.epochs else "trained"
+    longer_run = scale.epochs and scale is not QUICK
+    command = "python -m bench.knn_fmnist" + (" --quick" if scale is QUICK else f" --epochs {scale.epochs}"
+                                               if longer_run else "")
+    trained = f"trained {scale.epochs} epochs" if longer_run else "trained"
     readings = [seconds for res in results for seconds in res.yardstick]
     measured = (f"Bare epochs measured during the reported runs: {spread(readings)}" if readings else
                 f"Bare epochs measured in this run: {spread(clock.measured)}")
