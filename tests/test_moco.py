@@ -183,6 +183,13 @@ def test_split_batchnorm_keeps_the_authors_running_statistics_through_eval_a_che
     assert torch.allclose(split.running_mean, mean, atol=1e-5) and torch.allclose(split.running_var, var, atol=1e-5)
 
 
+def test_split_batchnorm_of_one_group_is_batchnorm_in_training_too():
+    torch.manual_seed(0)
+    x, plain, one = torch.randn(4, 3, 2, 2) + 5, nn.BatchNorm2d(3), SplitBatchNorm(3, 1)
+    assert torch.allclose(one(x), plain(x), atol=1e-5)
+    assert torch.allclose(one.state_dict()["running_mean"], plain.running_mean, atol=1e-6)
+
+
 def test_split_batchnorm_trains_on_from_running_statistics_written_in_eval_mode():
     split = SplitBatchNorm(3, 2).eval()
     split.running_mean.fill_(5.0)

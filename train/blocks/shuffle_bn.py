@@ -68,7 +68,7 @@ class SplitBatchNorm(nn.BatchNorm2d):
             self._seed_groups()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.splits == 1:
+        if not self.training:  # one group included: training keeps the statistics in the groups' copies
             return super().forward(x)
         n, c, h, w = x.shape
         if n % self.splits:
