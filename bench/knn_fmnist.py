@@ -417,15 +417,16 @@ def protocol(clock: BareClock, results: list[Result]) -> str:
     """How the table was measured: the kNN, the bare epoch (as the reported runs measured it, else as this
     invocation did) and the minutes."""
     scale = clock.scale
-    longer_run = scale.epochs and scale is not QUICK
-    command = "python -m bench.knn_fmnist" + (" --quick" if scale is QUICK else f" --epochs {scale.epochs}"
-                                               if longer_run else "")
-    trained = f"trained {scale.epochs} epochs" if longer_run else "trained"
+    flag, trained = "", "trained"
+    if scale is QUICK:
+        flag = " --quick"
+    elif scale.epochs:
+        flag, trained = f" --epochs {scale.epochs}", f"trained {scale.epochs} epochs"
     readings = [seconds for res in results for seconds in res.yardstick]
     measured = (f"Bare epochs measured during the reported runs: {spread(readings)}" if readings else
                 f"Bare epochs measured in this run: {spread(clock.measured)}")
     return f"""
-`{command}`: each method's `fmnist` preset, {trained} and exported, then its kNN top-1 (k=200,
+`python -m bench.knn_fmnist{flag}`: each method's `fmnist` preset, {trained} and exported, then its kNN top-1 (k=200,
 T=0.07, cosine on L2-normalised features) of the 60k training images voting for the 10k test images, the
 monitor the baselines are measured by. **Bare epochs**: the training time (data, prefill, the epochs with
 their monitor, up to the last checkpoint) over one epoch of bare `{BARE.arch}` (32 px, batch {BARE.batch_size},
