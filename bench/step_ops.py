@@ -122,7 +122,6 @@ def main(argv=None) -> str:
     for name in vs_lightly.METHOD_NAMES:
         cfg = vs_lightly.preset(name)
         data = datasets.load("fashion-mnist", cfg.image_size, 4 * cfg.batch_size)
-        torch.manual_seed(cfg.seed)
         step, views = ours(name, cfg, data, device)
         theirs = lightly(name, cfg, data, device)
         missing |= theirs is None
