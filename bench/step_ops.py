@@ -4,81 +4,22 @@ the two methods of `bench.vs_lightly` (SimCLR, MoCo v2), on this machine's devic
 At 32 px and a batch of a few hundred, a GPU step is too small to be bound by arithmetic: the host's work
 per operator dispatched and the kernels launched set its time. Each side's step is the one
 `bench.vs_lightly` times, on one batch its own loader made (lightly's views come ready from its workers;
-ours are made inside the step, so they are counted apart as well). One warm-up step, then one counted step:
-every aten operator that reaches a backend, the backward pass and the optimiser included; those that only
-make a view of a tensor or allocate one launch no kernel. Host syncs (a device value read back by the host,
-on a GPU a stall until its queue drains) are the operators that read one; a read inside another
-operator's own code (a boolean mask's index) is not seen, so they are a lower bound. A count is exact and
-does not depend on the machine's load, but it is the device's own: on a CPU, F.one_hot checks its range
-with a read and torch's SGD steps parameter by parameter, on CUDA neither, so `bench.gpu` counts again
-there. A multi-tensor (``_foreach_``) operator counts once though it launches a kernel per chunk.
+ours are made inside the step, so they are counted apart as well). One warm-up step, then one counted step,
+the backward pass and the optimiser included, counted as ``bench.dispatch`` counts (operators, kernels, host
+syncs). A count is exact and does not depend on the machine's load, but it is the device's own: on a CPU,
+torch's SGD steps parameter by parameter, on CUDA it does not, so `bench.gpu` counts again there.
 """
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from train import data as datasets
 
 from . import vs_lightly
+from .dispatch import Dispatched, dispatched
 from .report import write_section
-
-# operators that make a view of a tensor or allocate one: no kernel launch
-NO_KERNEL = {"view", "_unsafe_view", "as_strided", "as_strided_", "detach", "alias", "expand", "permute", "t", "t_",
-             "transpose", "transpose_", "unsqueeze", "unsqueeze_", "squeeze", "squeeze_", "slice", "select",
-             "diagonal", "unfold", "split", "split_with_sizes", "chunk", "unbind", "_reshape_alias", "empty",
-             "empty_like", "empty_strided", "new_empty", "new_empty_strided", "lift_fresh", "set_", "resize_"}
-# operators whose result's size or value the host must read
-HOST_SYNCS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique", "_unique2", "unique_dim",
-              "unique_consecutive", "bincount", "histc", "repeat_interleave"}
-
-
-def to_host(name: str, args, kwargs) -> bool:
-    """A copy from a device to the host's memory: a sync as well."""
-    if name == "_to_copy":
-        source, destination = args[0], kwargs.get("device")
-    elif name == "copy_":
-        source, destination = args[1], args[0].device
-    else:
-        return False
-    return (isinstance(source, torch.Tensor) and source.device.type != "cpu" and destination is not None
-            and torch.device(destination).type == "cpu")
-
-
-class Dispatched(TorchDispatchMode):
-    """Counts each aten operator by name as it reaches a backend (after autograd: the backward's included)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops: Counter = Counter()
-        self.reads_back = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name, kwargs = func.overloadpacket.__name__, kwargs or {}
-        self.ops[name] += 1
-        self.reads_back += name in HOST_SYNCS or to_host(name, args, kwargs)
-        return func(*args, **kwargs)
-
-    @property
-    def total(self) -> int:
-        return sum(self.ops.values())
-
-    @property
-    def kernels(self) -> int:
-        return sum(n for op, n in self.ops.items() if op not in NO_KERNEL)
-
-    @property
-    def syncs(self) -> int:
-        return self.reads_back
-
-
-def dispatched(fn) -> Dispatched:
-    with Dispatched() as counted:
-        fn()
-    return counted
 
 
 def counted_step(step, batch) -> Dispatched:
@@ -133,9 +74,9 @@ def main(argv=None) -> str:
 it, and apart in brackets; lightly's are made by its DataLoader workers, outside it. **Operators**: each costs
 the host its dispatch; at 32 px a GPU step is too small to hide that cost, so the host's work per step bounds
 it. **Kernels**: the operators that launch one (views, reshapes and allocations do not). **Host syncs**:
-operators that read a device value back, each a stall until the device's queue drains (a read inside another
-operator's own code is not seen: a lower bound). Exact counts, the same on any machine's load, but the device's
-own: {"on this CPU, F.one_hot checks its range with a read and torch's SGD steps parameter by parameter, as on CUDA neither does" if device.type == "cpu" else "CUDA's"}.
+operators the host must wait for (a value or a size read back, a boolean mask's index, a copy to the host or
+from pageable memory), each a stall until the device's queue drains. Exact counts, the same on any machine's
+load, but the device's own: {"on this CPU, torch's SGD steps parameter by parameter, as on CUDA it does not" if device.type == "cpu" else "CUDA's"}.
 A multi-tensor operator (`_foreach_`) counts once.
 {"lightly is not installed here (pip install -e '.[bench]'): only our side was counted." if missing else ""}
 

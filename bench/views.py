@@ -3,19 +3,16 @@ kornia's transforms, which ``train.augment`` used before, on this machine's devi
 
 For each method's `fmnist` views: the views of the first 256 Fashion-MNIST training images (two per image, InstDisc's one),
 each side once per round, the order alternating, ``--repeats`` rounds after a warm-up; the median [quartiles]
-of views per second. Then, per call, the tensor operators dispatched (on a GPU most launch a kernel, and at
-32 px a step is bound by launches, not arithmetic) and the host syncs among them (each makes the host wait
-for the GPU's queue). kornia's twin is built from our modules, number for number (crop in "resample" mode, one
+of views per second. Then, per call, the tensor operators dispatched, the kernels they launch (at 32 px a GPU
+step is bound by launches, not arithmetic) and the host syncs among them (each makes the host wait for the
+GPU's queue), counted as ``bench.dispatch`` counts them for a whole step in ``bench.step_ops``. kornia's twin is built from our modules, number for number (crop in "resample" mode, one
 warp per batch); SimCLR v1's jitter is the authors' TensorFlow one, which kornia does not have, so it is
 measured on our side only. kornia is not a dependency: without it, only ours is measured.
 """
 from __future__ import annotations
 
 import argparse
-from collections import Counter
-
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from train import batch_transforms as T
 from train import data as datasets
@@ -24,27 +21,12 @@ from train.blocks.views import TwoViews
 from train.methods import METHODS
 
 from .bare import sync
+from .dispatch import dispatched
 from .report import write_section
 from .throughput import rounds, spread, synced
 
 METHODS_MEASURED = ("instdisc", "invaspread", "moco", "mocov2", "simclr", "simclrv2")
 BATCH = 256
-# the operators that read a device tensor back, and torch.tensor(host values), whose copy to a GPU blocks
-HOST_SYNCS = {"aten::nonzero", "aten::item", "aten::_local_scalar_dense", "aten::is_nonzero", "aten::masked_select",
-              "aten::_unique2", "aten::unique_consecutive", "aten::lift_fresh"}
-
-
-def dispatched(fn) -> Counter:
-    """How many times ``fn()`` dispatches each tensor operator (``aten::``), as the profiler records them."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return Counter({e.key: e.count for e in prof.key_averages() if e.key.startswith("aten::")})
-
-
-def host_syncs(fn) -> set[str]:
-    return set(dispatched(fn)) & HOST_SYNCS
-
-
 class KorniaTwin(torch.nn.Module):
     """The same views in kornia's transforms, from our modules' numbers, with as many views per image."""
 
@@ -103,10 +85,9 @@ def row(name: str, timed: dict, count: int, repeats: int) -> str:
 
     rate = lambda side: spread([count / s for s in seconds[side]])  # noqa: E731
     ratio = spread([k / o for k, o in zip(seconds["kornia"], seconds["ours"])]) if "kornia" in timed else "-"
-    ops = lambda side: sum(counts[side].values())  # noqa: E731
-    syncs = lambda side: sum(counts[side][key] for key in HOST_SYNCS)  # noqa: E731
-    return (f"| {name} | {rate('ours')} | {cell('kornia', rate)} | {ratio} | {ops('ours')} | {cell('kornia', ops)} | "
-            f"{syncs('ours')} | {cell('kornia', syncs)} |")
+    counted = [cell(side, lambda side: getattr(counts[side], what))
+               for what in ("total", "kernels", "syncs") for side in ("ours", "kornia")]
+    return f"| {name} | {rate('ours')} | {cell('kornia', rate)} | {ratio} | {' | '.join(counted)} |"
 
 
 def main(argv=None) -> str:
@@ -129,12 +110,13 @@ def main(argv=None) -> str:
     body = f"""
 `python -m bench.views`: the views of {BATCH} Fashion-MNIST images (two per image at 32 px, InstDisc's one) as each
 method's `fmnist` preset makes them, ours against the same recipe in kornia's transforms; {args.repeats} rounds after a warm-up,
-the two sides alternating; median [quartiles]. Operators and host syncs are counted per call (aten operators
-dispatched; on a GPU most are a kernel launch, and each sync stalls the host until the GPU's queue drains).
+the two sides alternating; median [quartiles]. Operators, kernels and host syncs are counted per call as
+`bench.step_ops` counts a whole step (aten operators as they reach the backend; a sync stalls the host until
+the GPU's queue drains).
 {"" if with_kornia else "kornia is not installed here: only our side was measured."}
 
-| method | ours, views/s | kornia, views/s | kornia / ours, time (same round) | ours, operators | kornia, operators | ours, host syncs | kornia, host syncs |
-|---|---|---|---|---|---|---|---|
+| method | ours, views/s | kornia, views/s | kornia / ours, time (same round) | ours, operators | kornia, operators | ours, kernels | kornia, kernels | ours, host syncs | kornia, host syncs |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
     if not args.no_write:

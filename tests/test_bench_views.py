@@ -6,11 +6,6 @@ from bench import views as bench
 from train.methods import METHODS
 
 
-def test_operator_counts_see_every_dispatch():
-    counts = bench.dispatched(lambda: torch.ones(3).add(1).mul(2))
-    assert counts["aten::add"] == 1 and counts["aten::mul"] == 1
-
-
 @pytest.mark.parametrize("name", ["instdisc", "mocov2"])
 def test_kornias_twin_has_our_numbers_and_simclr_v1_has_none(name):
     K = pytest.importorskip("kornia.augmentation")
@@ -34,4 +29,6 @@ def test_the_table_has_a_row_per_method(fashion_mnist, monkeypatch):
     body = bench.main(["--repeats", "1", "--no-write"])
     rows = [line for line in body.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     assert [row.split(" | ")[0][2:] for row in rows] == list(bench.METHODS_MEASURED)
-    assert all(row.split(" | ")[6] == "0" for row in rows)  # our views: no host sync
+    assert all(row.split(" | ")[8] == "0" for row in rows)  # our views: no host sync
+    cells = rows[0].split(" | ")
+    assert 0 < int(cells[6]) < int(cells[4])  # our kernels, fewer than our operators

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import zoo
-from bench.views import host_syncs
+from bench.dispatch import host_syncs
 from train import optim
 from train.augment import Preprocess
 from train.data import Data
