@@ -16,6 +16,7 @@ A complete sweep gets a verdict: whether its kNN shows the ordering the claim pr
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -113,11 +114,14 @@ def claim_results(claim: Claim, scale, train: bool, skip_trained: bool,
 BEFORE, AFTER = "h = f(x)", "z = g(h)"
 
 
-def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, float] | None:
+def head_record(run: lineage.Run) -> Path:
+    """Where the head claim's reading of ``run`` is committed, beside the run's record."""
+    return lineage.kept_record(run).with_name(f"{run.folder.name}-head.json")
+
+
+def measure_head(run: lineage.Run, data: datasets.Data) -> dict[str, float]:
     """kNN top-1 of h = f(x) (the encoder, what SimCLR exports) and of z = g(h) (the projection head's output),
-    from the finished run's last checkpoint; None until it is finished."""
-    if lineage.finished(run) is None:
-        return None
+    from the finished run's last checkpoint."""
     state = torch.load(run.folder / CHECKPOINT, map_location="cpu", weights_only=True)
     cfg = Config(**state["config"])
     method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
@@ -125,6 +129,24 @@ def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, fl
     preprocess = Preprocess(cfg.image_size, data.mean, data.std)
     views = {BEFORE: method.export(), AFTER: nn.Sequential(method.export(), method.head)}
     return {label: knn_monitor(model.eval(), data, preprocess, lineage.CPU) for label, model in views.items()}
+
+
+def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, float] | None:
+    """The kNN of h and z for the run's record (finished here, or committed): read from its folder once, then
+    committed beside the record under the record's date, so the claim rebuilds on a machine without the run's
+    checkpoint; None while the run is unfinished, or its folder is gone and no reading of that run is kept."""
+    record = lineage.finished(run) or lineage.committed(run)
+    if record is None:
+        return None
+    kept = head_record(run)
+    if kept.is_file() and (reading := json.loads(kept.read_text()))["run_date"] == record["date"]:
+        return reading["knn"]
+    if lineage.finished(run) is None:  # a committed record of another machine's run: its checkpoint is not here
+        return None
+    knn = measure_head(run, data)
+    if run.kept:
+        kept.write_text(json.dumps(dict(run_date=record["date"], knn=knn), indent=1) + "\n")
+    return knn
 
 
 # --- report ---------------------------------------------------------------------------------------------

@@ -99,3 +99,26 @@ def test_the_head_claim_reads_both_temperatures_and_holds_only_if_h_wins_in_each
     assert "Not as the paper in every run: h - z is T = 0.1: -0.50 points; T = 0.5: +1.62 points." in text
     assert claims.head_verdict({0.5: both[0.5]}).startswith("As the paper")
     assert "Not yet measured" in claims.head_text({})
+
+
+def test_the_head_reading_is_taken_once_and_kept_so_the_claim_rebuilds_without_the_runs_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(lineage, "ROOT", tmp_path)
+    (tmp_path / "bench" / "records").mkdir(parents=True)
+    run = claims.simclr_runs(lineage.FULL)[0]
+    readings = []
+    monkeypatch.setattr(claims, "measure_head", lambda run, data: readings.append(run) or {claims.BEFORE: 81.0,
+                                                                                        claims.AFTER: 79.0})
+    here = {}
+    monkeypatch.setattr(lineage, "finished", lambda r: here["record"] if r is run else None)
+    monkeypatch.setattr(lineage, "committed", lambda r: here.get("committed") if r is run else None)
+
+    here["record"] = None
+    assert claims.before_and_after_head(run, None) is None and readings == []  # not trained: nothing to read
+    here["record"] = {"date": "2026-12-02"}
+    first = claims.before_and_after_head(run, None)
+    assert first == {claims.BEFORE: 81.0, claims.AFTER: 79.0} and len(readings) == 1
+    assert claims.head_record(run).is_file()
+    here["record"], here["committed"] = None, {"date": "2026-12-02"}  # another machine: the record, no folder
+    assert claims.before_and_after_head(run, None) == first and len(readings) == 1
+    here["committed"] = {"date": "2026-12-03"}  # retrained since: the kept reading is of another run
+    assert claims.before_and_after_head(run, None) is None and len(readings) == 1
