@@ -22,12 +22,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 from train import data as datasets
+from train import probe
 from train.augment import Preprocess
 from train.config import Config
 from train.engine import CHECKPOINT
-from train.knn import knn_monitor
+from train.knn import knn_accuracy
 from train.methods import METHODS
 
 from . import knn_fmnist as lineage
@@ -112,6 +115,7 @@ def claim_results(claim: Claim, scale, train: bool, skip_trained: bool,
 # --- SimCLR: before and after the projection head --------------------------------------------------------
 
 BEFORE, AFTER = "h = f(x)", "z = g(h)"
+PROTOCOLS = {"knn": "kNN", "linear": "linear"}
 
 
 def head_record(run: lineage.Run) -> Path:
@@ -119,20 +123,32 @@ def head_record(run: lineage.Run) -> Path:
     return lineage.kept_record(run).with_name(f"{run.folder.name}-head.json")
 
 
-def measure_head(run: lineage.Run, data: datasets.Data) -> dict[str, float]:
-    """kNN top-1 of h = f(x) (the encoder, what SimCLR exports) and of z = g(h) (the projection head's output),
-    from the finished run's last checkpoint."""
+@torch.no_grad()
+def features(model: nn.Module, dataset, preprocess) -> torch.Tensor:
+    return torch.cat([model(preprocess(x)).float() for x, _ in DataLoader(dataset, batch_size=512)])
+
+
+def measure_head(run: lineage.Run, data: datasets.Data) -> dict[str, dict[str, float]]:
+    """Top-1 (%) of h = f(x) (the encoder, what SimCLR exports) and of z = g(h) (the projection head's output),
+    from the finished run's last checkpoint, on the full splits: the lineage's kNN (k=200, T=0.07, on the
+    l2-normalised features) and the linear protocol (``train.probe``), which is how the paper's Fig. 8
+    compares them."""
     state = torch.load(run.folder / CHECKPOINT, map_location="cpu", weights_only=True)
     cfg = Config(**state["config"])
     method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
     method.load_state_dict(state["model"])
     preprocess = Preprocess(cfg.image_size, data.mean, data.std)
-    views = {BEFORE: method.export(), AFTER: nn.Sequential(method.export(), method.head)}
-    return {label: knn_monitor(model.eval(), data, preprocess, lineage.CPU) for label, model in views.items()}
+    out = {protocol: {} for protocol in PROTOCOLS}
+    for label, model in {BEFORE: method.export(), AFTER: nn.Sequential(method.export(), method.head)}.items():
+        x, xt = features(model.eval(), data.train, preprocess), features(model, data.test, preprocess)
+        out["knn"][label] = knn_accuracy(F.normalize(x, dim=1), data.train_labels, F.normalize(xt, dim=1),
+                                         data.test_labels)
+        out["linear"][label] = probe.linear_probe(x, data.train_labels, xt, data.test_labels)["top1"]
+    return out
 
 
-def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, float] | None:
-    """The kNN of h and z for the run's record (finished here, or committed): read from its folder once, then
+def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, dict[str, float]] | None:
+    """The top-1 of h and z for the run's record (finished here, or committed): read from its folder once, then
     committed beside the record under the record's date, so the claim rebuilds on a machine without the run's
     checkpoint; None while the run is unfinished, or its folder is gone and no reading of that run is kept."""
     record = lineage.finished(run) or lineage.committed(run)
@@ -140,13 +156,13 @@ def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, fl
         return None
     kept = head_record(run)
     if kept.is_file() and (reading := json.loads(kept.read_text()))["run_date"] == record["date"]:
-        return reading["knn"]
+        return reading["top1"]
     if lineage.finished(run) is None:  # a committed record of another machine's run: its checkpoint is not here
         return None
-    knn = measure_head(run, data)
+    top1 = measure_head(run, data)
     if run.kept:
-        kept.write_text(json.dumps(dict(run_date=record["date"], knn=knn), indent=1) + "\n")
-    return knn
+        kept.write_text(json.dumps(dict(run_date=record["date"], top1=top1), indent=1) + "\n")
+    return top1
 
 
 # --- report ---------------------------------------------------------------------------------------------
@@ -214,24 +230,29 @@ def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: 
     return text + (f"\n![{name}]({lineage.link(figure)})\n" if figure else "")
 
 
-def head_verdict(measured: dict[float, dict[str, float]]) -> str:
-    """Whether h beats z in every run measured, with each run's margin."""
-    gaps = {t: knn[BEFORE] - knn[AFTER] for t, knn in sorted(measured.items())}
+def head_verdict(measured: dict[float, dict[str, dict[str, float]]], protocol: str) -> str:
+    """Whether h beats z by ``protocol`` in every run measured, with each run's margin."""
+    gaps = {t: read[protocol][BEFORE] - read[protocol][AFTER] for t, read in sorted(measured.items())}
     each = "; ".join(f"T = {t}: {gap:+.2f} points" for t, gap in gaps.items())
+    name = PROTOCOLS[protocol]
     if all(gap > 0 for gap in gaps.values()):
-        return f"As the paper: h beats z in every run (h - z: {each})."
-    return f"Not as the paper in every run: h - z is {each}."
+        return f"{name}: as the paper, h beats z in every run (h - z: {each})."
+    return f"{name}: not as the paper in every run, h - z is {each}."
 
 
-def head_text(measured: dict[float, dict[str, float]]) -> str:
-    """``measured``: each SimCLR run's T and the kNN of its h and z (none yet: not measured)."""
-    says = "SimCLR (Sec. 4.2): the representation before the projection head is much better than after it"
+def head_text(measured: dict[float, dict[str, dict[str, float]]]) -> str:
+    """``measured``: each SimCLR run's T and the top-1 of its h and z by each protocol (none yet: not measured)."""
+    says = "SimCLR (Sec. 4.2, Fig. 8): the representation before the projection head is much better than after it"
     if not measured:
         return f"\n**{says}.** Not yet measured: it reads the lineage's SimCLR run (`python -m bench.knn_fmnist`).\n"
-    rows = "".join(f"| {t} | {knn[BEFORE]:.2f} | {knn[AFTER]:.2f} |\n" for t, knn in sorted(measured.items()))
-    return (f"\n**{says}.** The lineage's SimCLR `fmnist` run and the temperature claim's, kNN top-1 (%) of\n"
-            f"h = f(x), before the head (the export), and z = g(h), after it:\n\n| T | h | z |\n|---|---|---|\n{rows}"
-            f"\n{head_verdict(measured)}\n")
+    rows = "".join(f"| {t} | " + " | ".join(f"{read[p][BEFORE]:.2f} | {read[p][AFTER]:.2f}" for p in PROTOCOLS) + " |\n"
+                   for t, read in sorted(measured.items()))
+    header = " | ".join(f"{name} h | {name} z" for name in PROTOCOLS.values())
+    verdicts = "\n".join(f"- {head_verdict(measured, p)}" for p in PROTOCOLS)
+    return (f"\n**{says}.** The lineage's SimCLR `fmnist` run and the temperature claim's, top-1 (%) of h = f(x),\n"
+            f"before the head (the export), and z = g(h), after it, on the full splits: kNN as everywhere here, and\n"
+            f"the linear protocol (`train.probe`: logistic regression on the frozen features), the paper's measure:\n\n"
+            f"| T | {header} |\n|---|---|---|---|---|\n{rows}\n{verdicts}\n")
 
 
 def simclr_runs(scale: lineage.Scale) -> list[lineage.Run]:
@@ -265,8 +286,8 @@ def main(argv=None) -> str:
         results, missing = claim_results(claim, scale, args.train, args.skip_trained or not args.train, clock)
         figure = plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png") if len(results) > 1 else None
         body += claim_text(name, claim, results, missing, figure)
-    measured = {run.cfg.method["temperature"]: knn for run in simclr_runs(scale)
-                if (knn := before_and_after_head(run, data))}
+    measured = {run.cfg.method["temperature"]: read for run in simclr_runs(scale)
+                if (read := before_and_after_head(run, data))}
     body += head_text(measured)
     body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
             "k=200, T=0.07 on the full test set; bare epochs as there). Each value is one run of one seed: the "

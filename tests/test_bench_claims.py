@@ -93,11 +93,13 @@ def test_a_claim_predicting_an_ordering_the_verdict_cannot_check_is_refused():
 def test_the_head_claim_reads_both_temperatures_and_holds_only_if_h_wins_in_each():
     assert [run.cfg.method["temperature"] for run in claims.simclr_runs(lineage.FULL)] == [0.1, 0.5]
     h, z = claims.BEFORE, claims.AFTER
-    both = {0.5: {h: 78.18, z: 76.56}, 0.1: {h: 81.22, z: 81.72}}
+    both = {0.5: {"knn": {h: 78.18, z: 76.56}, "linear": {h: 84.0, z: 80.0}},
+            0.1: {"knn": {h: 81.22, z: 81.72}, "linear": {h: 86.5, z: 85.0}}}
     text = claims.head_text(both)
-    assert text.index("| 0.1 | 81.22 | 81.72 |") < text.index("| 0.5 | 78.18 | 76.56 |")
-    assert "Not as the paper in every run: h - z is T = 0.1: -0.50 points; T = 0.5: +1.62 points." in text
-    assert claims.head_verdict({0.5: both[0.5]}).startswith("As the paper")
+    assert text.index("| 0.1 | 81.22 | 81.72 | 86.50 | 85.00 |") < text.index("| 0.5 | 78.18 | 76.56 | 84.00 | 80.00 |")
+    assert "kNN: not as the paper in every run, h - z is T = 0.1: -0.50 points; T = 0.5: +1.62 points." in text
+    assert "linear: as the paper, h beats z in every run (h - z: T = 0.1: +1.50 points; T = 0.5: +4.00 points)." in text
+    assert claims.head_verdict({0.5: both[0.5]}, "knn").startswith("kNN: as the paper")
     assert "Not yet measured" in claims.head_text({})
 
 
@@ -106,8 +108,8 @@ def test_the_head_reading_is_taken_once_and_kept_so_the_claim_rebuilds_without_t
     (tmp_path / "bench" / "records").mkdir(parents=True)
     run = claims.simclr_runs(lineage.FULL)[0]
     readings = []
-    monkeypatch.setattr(claims, "measure_head", lambda run, data: readings.append(run) or {claims.BEFORE: 81.0,
-                                                                                        claims.AFTER: 79.0})
+    monkeypatch.setattr(claims, "measure_head", lambda run, data: readings.append(run) or {"knn": {claims.BEFORE: 81.0,
+                                                                                                claims.AFTER: 79.0}})
     here = {}
     monkeypatch.setattr(lineage, "finished", lambda r: here["record"] if r is run else None)
     monkeypatch.setattr(lineage, "committed", lambda r: here.get("committed") if r is run else None)
@@ -116,7 +118,7 @@ def test_the_head_reading_is_taken_once_and_kept_so_the_claim_rebuilds_without_t
     assert claims.before_and_after_head(run, None) is None and readings == []  # not trained: nothing to read
     here["record"] = {"date": "2026-12-02"}
     first = claims.before_and_after_head(run, None)
-    assert first == {claims.BEFORE: 81.0, claims.AFTER: 79.0} and len(readings) == 1
+    assert first == {"knn": {claims.BEFORE: 81.0, claims.AFTER: 79.0}} and len(readings) == 1
     assert claims.head_record(run).is_file()
     here["record"], here["committed"] = None, {"date": "2026-12-02"}  # another machine: the record, no folder
     assert claims.before_and_after_head(run, None) == first and len(readings) == 1
