@@ -155,13 +155,15 @@ def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, di
     if record is None:
         return None
     kept = head_record(run)
-    if kept.is_file() and (reading := json.loads(kept.read_text()))["run_date"] == record["date"]:
-        return reading["top1"]
+    if kept.is_file():  # kept as {"run_date": ..., protocol: {h: top-1, z: top-1}, ...}
+        reading = json.loads(kept.read_text())
+        if reading["run_date"] == record["date"] and all(p in reading for p in PROTOCOLS):
+            return {p: reading[p] for p in PROTOCOLS}
     if lineage.finished(run) is None:  # a committed record of another machine's run: its checkpoint is not here
         return None
     top1 = measure_head(run, data)
     if run.kept:
-        kept.write_text(json.dumps(dict(run_date=record["date"], top1=top1), indent=1) + "\n")
+        kept.write_text(json.dumps(dict(run_date=record["date"], **top1), indent=1) + "\n")
     return top1
 
 

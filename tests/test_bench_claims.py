@@ -1,5 +1,6 @@
 """The claims benchmark's own logic: which runs a claim needs, and what it reports. Nothing is trained here."""
 import argparse
+import json
 
 import pytest
 
@@ -108,8 +109,8 @@ def test_the_head_reading_is_taken_once_and_kept_so_the_claim_rebuilds_without_t
     (tmp_path / "bench" / "records").mkdir(parents=True)
     run = claims.simclr_runs(lineage.FULL)[0]
     readings = []
-    monkeypatch.setattr(claims, "measure_head", lambda run, data: readings.append(run) or {"knn": {claims.BEFORE: 81.0,
-                                                                                                claims.AFTER: 79.0}})
+    reading = {"knn": {claims.BEFORE: 81.0, claims.AFTER: 79.0}, "linear": {claims.BEFORE: 85.0, claims.AFTER: 82.0}}
+    monkeypatch.setattr(claims, "measure_head", lambda run, data: readings.append(run) or reading)
     here = {}
     monkeypatch.setattr(lineage, "finished", lambda r: here["record"] if r is run else None)
     monkeypatch.setattr(lineage, "committed", lambda r: here.get("committed") if r is run else None)
@@ -118,9 +119,13 @@ def test_the_head_reading_is_taken_once_and_kept_so_the_claim_rebuilds_without_t
     assert claims.before_and_after_head(run, None) is None and readings == []  # not trained: nothing to read
     here["record"] = {"date": "2026-12-02"}
     first = claims.before_and_after_head(run, None)
-    assert first == {"knn": {claims.BEFORE: 81.0, claims.AFTER: 79.0}} and len(readings) == 1
-    assert claims.head_record(run).is_file()
+    assert first == reading and len(readings) == 1
+    kept = json.loads(claims.head_record(run).read_text())
+    assert kept == {"run_date": "2026-12-02", **reading}
     here["record"], here["committed"] = None, {"date": "2026-12-02"}  # another machine: the record, no folder
     assert claims.before_and_after_head(run, None) == first and len(readings) == 1
     here["committed"] = {"date": "2026-12-03"}  # retrained since: the kept reading is of another run
     assert claims.before_and_after_head(run, None) is None and len(readings) == 1
+    here["record"] = {"date": "2026-12-02"}  # a reading kept before the linear protocol: measured again
+    claims.head_record(run).write_text(json.dumps({"run_date": "2026-12-02", "knn": reading["knn"]}))
+    assert claims.before_and_after_head(run, None) == reading and len(readings) == 2
