@@ -127,8 +127,8 @@ class StrongAugment(nn.Module):
 
     - MoCo v2: crop scale 0.2-1, jitter (0.4, 0.4, 0.4, 0.1), blur 0.5.
     - SimCLR with colour strength s: crop scale 0.08-1, jitter (0.8s, 0.8s, 0.8s, 0.2s); blur 0.5 on
-      ImageNet (s = 1), none on CIFAR-10 (s = 0.5). SimCLR v1's jitter is the authors' TensorFlow one
-      (``train.colour_tf``: additive brightness); v2's code moved to torchvision's, as MoCo v2's.
+      ImageNet (s = 1), none on CIFAR-10 (s = 0.5). SimCLR's jitter is the authors' TensorFlow one
+      (``train.colour_tf``: additive brightness in v1, multiplicative in v2); MoCo v2's is torchvision's.
 
     Blur commutes with neither jitter nor greying exactly, but the papers put it after both, as here; the
     flip commutes with everything and comes last.
@@ -150,8 +150,7 @@ class StrongAugment(nn.Module):
 
 
 def colour_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> nn.Module:
-    """torchvision's colour jitter (multiplicative brightness) with probability 0.8, as MoCo v2's and SimCLR
-    v2's code."""
+    """torchvision's colour jitter (multiplicative brightness) with probability 0.8, as MoCo v2's code."""
     return T.ColorJitter(brightness, contrast, saturation, hue, p=0.8)
 
 

@@ -1,24 +1,26 @@
-"""SimCLR v1's colour distortion as the authors' TensorFlow code computes it (google-research/simclr at
-85e8552, ``data_util.color_jitter_rand``), batched on the device.
+"""SimCLR's colour distortion as the authors' TensorFlow code computes it (google-research/simclr,
+``data_util.color_jitter_rand`` at 85e8552 for v1, ``tf2/data_util.py`` for v2), batched on the device.
 
-It differs from torchvision's (``train.batch_transforms.ColorJitter``, which SimCLR v2's code switched to)
-in three ways that matter on dark images such as Fashion-MNIST's black background:
+It differs from torchvision's (``train.batch_transforms.ColorJitter``, MoCo v2's) in ways that matter on RGB
+images and, for v1's brightness, on dark ones such as Fashion-MNIST's black background:
 
-- brightness is additive, x + delta with delta ~ U(-b, b) (``tf.image.random_brightness``), where
-  torchvision multiplies by a factor in [1 - b, 1 + b] and so leaves black black;
+- brightness: v1 adds delta ~ U(-b, b) (``tf.image.random_brightness``), so black turns grey; v2's code
+  (``impl='simclrv2'``, its only change to the distortion) multiplies by a factor in [max(0, 1 - b), 1 + b],
+  as torchvision does, which leaves black black;
 - contrast scales about each channel's own mean (``tf.image.adjust_contrast``), where torchvision
   blends with the mean of the grey image;
 - saturation scales HSV's s (``tf.image.adjust_saturation``), where torchvision blends with the grey image.
 
 Hue is the same in both. As there, each image draws its own order of the four steps and the result is
 clipped to [0, 1] after every step; the whole distortion applies with ``p``. Batched without a host sync
-(``train.batch_transforms.in_random_order``).
+(``train.batch_transforms.in_random_order``). On grey images (one channel) v2's distortion and torchvision's
+draw the same images: saturation and hue leave them as they are, and one channel's mean is the grey mean.
 
-The rest of SimCLR v1's views are torchvision's here (``train.augment.StrongAugment``), not its TensorFlow
+The rest of SimCLR's views are torchvision's here (``train.augment.StrongAugment``), not its TensorFlow
 ones: the crop box is torchvision's (TF's ``sample_distorted_bounding_box`` makes up to 100 draws of the
-same area and aspect ranges, and resizes bicubically), and the blur of the ImageNet recipe reflects the
-borders and draws a sigma per image (TF's ``batch_random_blur`` pads with zeros and draws one sigma for the
-batch).
+same area and aspect ranges with at least 10% of the image covered, and resizes bicubically), and the blur
+of the ImageNet recipe reflects the borders and draws a sigma per image (TF's ``batch_random_blur`` pads
+with zeros and draws one sigma for the batch).
 """
 from __future__ import annotations
 
@@ -37,8 +39,14 @@ def adjust_saturation(images: torch.Tensor, factors: torch.Tensor) -> torch.Tens
 
 
 class ColourJitterTF(nn.Module):
-    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float = 0.8):
+    IMPLS = ("simclrv1", "simclrv2")  # the authors' switch: additive or multiplicative brightness
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float = 0.8,
+                 impl: str = "simclrv1"):
         super().__init__()
+        if impl not in self.IMPLS:
+            raise ValueError(f"impl is one of {', '.join(self.IMPLS)} (the authors' switch), not {impl!r}")
+        self.impl = impl
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
 
     def steps(self, n: int, device, grey: bool = False) -> list:
@@ -46,8 +54,11 @@ class ColourJitterTF(nn.Module):
         strength 0 is left out, as the authors' code skips it, and so are saturation and hue on ``grey``
         images, which they leave as they are (only the order of the other two matters then)."""
         out = []
-        if self.brightness:
+        if self.brightness and self.impl == "simclrv1":  # x + delta
             out.append((lambda x, d: x + per_image(d), uniform(n, -self.brightness, self.brightness, device)))
+        elif self.brightness:  # x * factor
+            out.append((lambda x, f: x * per_image(f), uniform(n, max(0.0, 1 - self.brightness), 1 + self.brightness,
+                                                               device)))
         if self.contrast:
             def contrast(x, f):
                 mean = x.mean(dim=(2, 3), keepdim=True)

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from zoo.projected import projection_layer
 
 from .. import distributed
-from ..augment import StrongAugment, colour_jitter, simclr_jitter
+from ..augment import StrongAugment, simclr_jitter
 from ..colour_tf import ColourJitterTF
 from ..blocks.losses import nt_xent
 from ..blocks.views import TwoViews
@@ -80,9 +80,9 @@ class SimCLR(Method):
 def augment(size: int, mean, std, strength: float = 1.0, blur: float = 0.5, impl: str = "simclrv1") -> StrongAugment:
     """The authors' pretraining views: crop (area 0.08-1), flip, colour distortion of ``strength`` with
     p 0.8, grayscale 0.2, blur with p ``blur`` (ImageNet 0.5, CIFAR-10 none). ``impl`` is the authors'
-    switch of the same name: v1's TensorFlow jitter (additive brightness) or v2's torchvision one."""
-    jitter = {"simclrv1": ColourJitterTF(*simclr_jitter(strength), p=0.8),
-              "simclrv2": colour_jitter(*simclr_jitter(strength))}[impl]
+    switch of the same name in the TensorFlow jitter (``train.colour_tf``): v1's additive brightness or v2's
+    multiplicative one."""
+    jitter = ColourJitterTF(*simclr_jitter(strength), p=0.8, impl=impl)
     return StrongAugment(size, mean, std, scale=(0.08, 1.0), jitter=jitter, blur=blur)
 
 
@@ -95,10 +95,13 @@ def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
 PAPER_METHOD = dict(dim=128, head_layers=2, temperature=0.1, strength=1.0, blur=0.5)
 LARS = dict(optimizer="lars", momentum=0.9, exclude_norm_bias=True, schedule="cosine")
 # Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (v1's README at 85e8552: batch 512, LARS
-# lr 1.0 x B/256, wd 1e-6, colour strength 0.5, no blur) on the lineage's ResNet-18 with the authors' init (see
-# InstDisc's presets), for a few epochs; its 10 warm-up epochs (1% of 1000) become half of one. One number is the
-# ImageNet recipe's instead: T = 0.1, not the CIFAR command's 0.5, which in 4 epochs stays below raw pixels
-# (78.18% kNN against 79.13%) where 0.1 reaches 81.22% (bench.claims "simclr-temperature", the paper's Table 5)
+# lr 1.0 x B/256, wd 1e-6, colour strength 0.5, no blur) for a few epochs, with half an epoch of warm-up (the
+# command's 10 of 1000 epochs would be under 3 steps of 4 epochs). The network is the lineage's, shared by every
+# method: timm's ResNet-18 with its ImageNet stem (the authors' code switches to a 3 x 3, stride-1 stem without
+# max-pool at 32 px) and every residual branch at full scale (InstDisc's presets say why; SimCLR's code, as the
+# paper preset, zero-initialises each block's last BN). One number is the ImageNet recipe's instead: T = 0.1,
+# not the CIFAR command's 0.5, which in 4 epochs stays below raw pixels (78.18% kNN against 79.13%) where 0.1
+# reaches 81.22% (bench.claims "simclr-temperature", the paper's Table 5)
 CPU = dict(LARS, arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=1.0,
            lr_scaling="linear", weight_decay=1e-6, warmup_epochs=0.5, knn_subset=10000,
            method=dict(PAPER_METHOD, strength=0.5, blur=0.0))
