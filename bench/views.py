@@ -6,8 +6,8 @@ each side once per round, the order alternating, ``--repeats`` rounds after a wa
 of views per second. Then, per call, the tensor operators dispatched, the kernels they launch (at 32 px a GPU
 step is bound by launches, not arithmetic) and the host syncs among them (each makes the host wait for the
 GPU's queue), counted as ``bench.dispatch`` counts them for a whole step in ``bench.step_ops``. kornia's twin is built from our modules, number for number (crop in "resample" mode, one
-warp per batch); SimCLR v1's jitter is the authors' TensorFlow one, which kornia does not have, so it is
-measured on our side only. kornia is not a dependency: without it, only ours is measured.
+warp per batch); SimCLR's jitter (v1's and v2's) is the authors' TensorFlow one, which kornia does not have, so
+SimCLR is measured on our side only. kornia is not a dependency: without it, only ours is measured.
 """
 from __future__ import annotations
 
