@@ -96,12 +96,12 @@ PAPER_METHOD = dict(dim=128, head_layers=2, temperature=0.1, strength=1.0, blur=
 LARS = dict(optimizer="lars", momentum=0.9, exclude_norm_bias=True, schedule="cosine")
 # Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (v1's README at 85e8552: batch 512, LARS
 # lr 1.0 x B/256, wd 1e-6, colour strength 0.5, no blur) for a few epochs, with half an epoch of warm-up (the
-# command's 10 of 1000 epochs would be under 3 steps of 4 epochs). The network is the lineage's, shared by every
+# command's 1% of the epochs would be under 5 steps of 4 epochs). The network is the lineage's, shared by every
 # method: timm's ResNet-18 with its ImageNet stem (the authors' code switches to a 3 x 3, stride-1 stem without
 # max-pool at 32 px) and every residual branch at full scale (InstDisc's presets say why; SimCLR's code, as the
 # paper preset, zero-initialises each block's last BN). One number is the ImageNet recipe's instead: T = 0.1,
-# not the CIFAR command's 0.5, which in 4 epochs stays below raw pixels (78.18% kNN against 79.13%) where 0.1
-# reaches 81.22% (bench.claims "simclr-temperature", the paper's Table 5)
+# not the CIFAR command's 0.5, which in 4 epochs stays below raw pixels (78.30% kNN against 79.13%) where 0.1
+# reaches 82.06% (bench.claims "simclr-temperature", the paper's Table 5)
 CPU = dict(LARS, arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=1.0,
            lr_scaling="linear", weight_decay=1e-6, warmup_epochs=0.5, knn_subset=10000,
            method=dict(PAPER_METHOD, strength=0.5, blur=0.0))
