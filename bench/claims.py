@@ -34,10 +34,9 @@ from train.knn import knn_accuracy
 from train.methods import METHODS
 
 from . import knn_fmnist as lineage
-from .report import remove_section, write_section
+from .report import write_section
 
 TITLE = "The papers' claims on Fashion-MNIST"
-OLD_TITLE = "The papers' claims on Fashion-MNIST (kNN)"  # before the head claim took the linear protocol too
 
 
 ORDERINGS = ("rises", "falls", "fails")  # what a claim's verdict can check
@@ -299,7 +298,6 @@ def main(argv=None) -> str:
     print(body)
     if write:
         write_section(TITLE, body)
-        remove_section(OLD_TITLE)
     return body
 
 
