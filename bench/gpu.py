@@ -8,7 +8,8 @@
 2. Throughput of the `fmnist` presets on the GPU: `bench.throughput`'s rounds, on the device.
 3. Throughput of the `paper` recipes on one GPU: the method's step on synthetic uint8 crops of the recipe's
    sizes (decoding and cropping left out), at a per-GPU batch, and the GPU-hours that rate puts on the recipe.
-4. `bench.vs_lightly --epochs 4` on the GPU.
+4. `bench.vs_lightly --epochs 4` on the GPU; part ``compiled``, only when named: the same with our networks
+   compiled (``--compile``: inductor's fused kernels where the eager step is bound by launching them).
 5. `bench.views`: making the views, ours against kornia's transforms, timed and counted on the GPU.
 6. `bench.step_ops`: the operators, kernels and host syncs of one training step, ours against lightly's, as
    CUDA dispatches them.
@@ -217,8 +218,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="views,ops,smoke,lightly,paper,fmnist",
-                        help="comma-separated, run in the order given: views, ops, smoke, lightly, paper, fmnist, long "
-                             "(long only when named)")
+                        help="comma-separated, run in the order given: views, ops, smoke, lightly, compiled, paper, "
+                             "fmnist, long (compiled and long only when named)")
     parser.add_argument("--quick", action="store_true", help="a few steps of each part, printed, nothing written")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -231,6 +232,7 @@ def main(argv=None) -> int:
         "fmnist": ("On a GPU: training throughput of the fmnist presets",
                    lambda: fmnist_throughput_section(device, 2 if args.quick else 15, names)),
         "lightly": (None, lambda: vs_lightly.main(["--quick"] if args.quick else ["--epochs", "4"])),
+        "compiled": (None, lambda: vs_lightly.main(["--compile", *(["--quick"] if args.quick else ["--epochs", "4"])])),
         "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "ops": (None, lambda: step_ops.main(["--no-write"] if args.quick else [])),
         "long": (None, lambda: knn_fmnist.main(long_arguments(args.quick))),

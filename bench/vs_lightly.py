@@ -60,7 +60,7 @@ from train import data as datasets
 from train import optim
 from train.augment import Preprocess, StrongAugment
 from train.config import Config
-from train.engine import Schedules, on_device, train_step, training_loader, training_set
+from train.engine import Schedules, compile_networks, on_device, train_step, training_loader, training_set
 from train.knn import knn_monitor
 from train.methods import METHODS
 from train.methods.base import Progress
@@ -124,14 +124,17 @@ def preset(name: str, epochs: int | None = None) -> Config:
 
 
 class Ours:
-    """The engine's path: in-memory uint8 images, ``training_loader``, ``train_step``."""
+    """The engine's path: in-memory uint8 images, ``training_loader``, ``train_step``; ``compiled``: the networks
+    compiled as ``python -m train --compile`` does (the warm-up steps, untimed, compile them)."""
 
     label = "ours"
 
-    def __init__(self, name: str, cfg: Config, data: datasets.Data, device: torch.device):
+    def __init__(self, name: str, cfg: Config, data: datasets.Data, device: torch.device, compiled: bool = False):
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
         self.model = on_device(METHODS[name].build(cfg, len(data.train), data.mean, data.std), device)
+        if compiled:
+            compile_networks(self.model)
         self.loader, self.sampler = training_loader(training_set(data, self.model), cfg, 0, 1, device)
         self.plan = Schedules.of(cfg, len(self.loader))
         self.optimizer = optim.build(self.model, cfg, self.plan.base_lr)
@@ -364,9 +367,9 @@ class Result:
 
 
 def measure(name: str, data, device, workers: int, repeats: int, warmup: int, steps: int, epochs: int,
-            seeds: int = 1) -> Result:
+            seeds: int = 1, compiled: bool = False) -> Result:
     cfg = preset(name)
-    sides = [Ours(name, cfg, data, device), Lightly(name, cfg, data, device, workers)]
+    sides = [Ours(name, cfg, data, device, compiled), Lightly(name, cfg, data, device, workers)]
     rates = {side.label: [] for side in sides}
     for repeat in range(repeats):
         for side in sides:
@@ -379,7 +382,7 @@ def measure(name: str, data, device, workers: int, repeats: int, warmup: int, st
         result.knn, result.epoch_rate = {"ours": [], "lightly": []}, {"ours": [], "lightly": []}
         for seed in range(cfg.seed, cfg.seed + seeds):
             seeded = preset(name, epochs).override(seed=seed)
-            for side in (Ours(name, seeded, data, device), Lightly(name, seeded, data, device, workers)):
+            for side in (Ours(name, seeded, data, device, compiled), Lightly(name, seeded, data, device, workers)):
                 knn, rate = train_and_knn(side, data, epochs)
                 result.knn[side.label].append(knn)
                 result.epoch_rate[side.label].append(rate)
@@ -405,7 +408,7 @@ def seeded(values: list[float], spec: str) -> str:
 
 def report(results: list[Result], *, command: str, device: torch.device, workers: int, repeats: int, warmup: int,
            steps: int, epochs: int, train_images: int, test_images: int, lightly_version: str,
-           seeds: int = 1) -> str:
+           seeds: int = 1, compiled: bool = False) -> str:
     where = "GPU" if device.type == "cuda" else f"CPU, {count(torch.get_num_threads(), 'thread')}"
     rows = []
     for r in results:
@@ -422,9 +425,11 @@ def report(results: list[Result], *, command: str, device: torch.device, workers
     knn_note = (f"kNN top-1 (%) after {count(epochs, 'epoch')} of each side from scratch over {train_images} "
                 f"training images, which then vote for {test_images} test images (k=200, T=0.07){per_seed}" if epochs else
                 "kNN not measured (`--epochs N` trains each side N epochs and measures it)")
+    ours = (" with its networks compiled (`torch.compile`, as `python -m train --compile`: the compiling falls in the "
+            "untimed warm-up of the timed steps, but inside the kNN training's images/s)") if compiled else ""
     return f"""
 `{command}`: each method's `fmnist` preset trained by this
-project's engine (in-memory uint8 images, views batched on the {where}) and by lightly {lightly_version}
+project's engine (in-memory uint8 images, views batched on the {where}){ours} and by lightly {lightly_version}
 (torchvision's FashionMNIST as PIL images through lightly's transform in {processes}, one per CPU this process
 may run on; lightly's heads, losses, momentum update, SplitBatchNorm and LARS),
 both on timm's {first.arch} at {first.image_size} px from the same seed, with the same batch, augmentation numbers,
@@ -456,6 +461,7 @@ def main(argv=None) -> str:
                         help="train the kNN runs from this many seeds on each side, the same ones on both")
     parser.add_argument("--subset", type=int, default=0,
                         help="a seeded N training and N/4 test images instead of all (0: all), for a short kNN run")
+    parser.add_argument("--compile", action="store_true", help="our side's networks compiled, as train --compile")
     parser.add_argument("--quick", action="store_true",
                         help="one warm-up and one timed step of each side on 2048 images; prints only")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
@@ -471,14 +477,15 @@ def main(argv=None) -> str:
     data = datasets.load("fashion-mnist", 32, args.subset)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: at least one seed")
-    results = [measure(name, data, device, workers, args.repeats, args.warmup, args.steps, args.epochs, args.seeds)
-               for name in args.methods]
+    results = [measure(name, data, device, workers, args.repeats, args.warmup, args.steps, args.epochs, args.seeds,
+                       args.compile) for name in args.methods]
     command = " ".join([parser.prog, *(argv if argv is not None else sys.argv[1:])])
     body = report(results, command=command, device=device, workers=workers, repeats=args.repeats, warmup=args.warmup, steps=args.steps,
                   epochs=args.epochs, train_images=len(data.train), test_images=len(data.test),
-                  lightly_version=lightly.__version__, seeds=args.seeds)
+                  lightly_version=lightly.__version__, seeds=args.seeds, compiled=args.compile)
     if not args.no_write:
-        write_section(TITLE if device.type == "cpu" else f"{TITLE} on a GPU", body)
+        title = TITLE + (", ours compiled" if args.compile else "")
+        write_section(title if device.type == "cpu" else f"{title} on a GPU", body)
     return body
 
 

@@ -59,7 +59,11 @@ def test_the_report_is_computed_from_the_measurements():
     assert "| 1.25 (1.25-1.25) | not measured | - | undecided:" in mocov2
     assert body.lstrip().startswith("`python -m bench.vs_lightly --epochs 4`: each method's")
     assert "1 DataLoader worker process," in body and "after 4 epochs" in body and "20 steps after 2 warm-up" in body
-    assert "seeds" not in body
+    assert "seeds" not in body and "compiled" not in body
+    compiled = bench.report(results, command="python -m bench.vs_lightly --compile", device=torch.device("cpu"),
+                            workers=1, repeats=3, warmup=2, steps=20, epochs=4, train_images=60000,
+                            test_images=10000, lightly_version="1.6.0", compiled=True)
+    assert "with its networks compiled" in compiled  # the section says which of our paths it timed
 
 
 def test_several_seeds_are_reported_as_their_mean_and_range():

@@ -132,3 +132,18 @@ def test_views_are_made_without_a_host_sync(name):
     method, _ = build(name)
     with torch.no_grad():
         assert host_syncs(lambda: method.augment(IMAGES[INDEX])) == set()
+
+
+@every_method
+def test_its_networks_are_what_a_step_calls_and_hold_every_trained_parameter(name):
+    """What ``--compile`` compiles (``Method.networks``): each is called by a step, none trained is left out."""
+    method, _ = build(name)
+    networks, called = method.networks(), set()
+    hooks = [network.register_forward_pre_hook(lambda module, args, i=i: called.add(i))
+             for i, network in enumerate(networks)]
+    method(IMAGES[INDEX], INDEX, PROGRESS)
+    for hook in hooks:
+        hook.remove()
+    assert called == set(range(len(networks)))
+    inside = {id(p) for network in networks for p in network.parameters()}
+    assert all(id(p) in inside for p in method.parameters() if p.requires_grad)

@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--name", help="zoo name of the exported model")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the networks: fewer kernel launches on a GPU (the first steps compile)")
     args = parser.parse_args(argv)
     if args.method not in METHODS:
         close = difflib.get_close_matches(args.method, METHODS, n=3)
@@ -37,7 +39,8 @@ def main(argv=None) -> int:
     if args.arch and args.arch != presets[args.preset].arch:
         cfg = cfg.override(model_args={})  # the preset's create_model arguments belong to its own architecture
     out = args.out or Path("runs") / f"{args.method}-{args.preset}"
-    fit(args.method, args.preset, cfg, out, resume=args.resume, export=not args.no_export, name=args.name)
+    fit(args.method, args.preset, cfg, out, resume=args.resume, export=not args.no_export, name=args.name,
+        compiled=args.compile)
     return 0
 
 

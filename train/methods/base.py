@@ -102,6 +102,14 @@ class Method(nn.Module):
     def after_step(self, progress: Progress) -> None:
         """After the optimiser step (EMA targets, normalising prototypes)."""
 
+    def networks(self) -> list[nn.Module]:
+        """The modules whose calls make a step's compute, which ``--compile`` compiles in place (``torch.compile``
+        of each one's call: the state dict keeps its keys). Default: every child holding parameters, a
+        ``ModuleList``'s members one by one. A method that reaches its encoders other than by calling them
+        (CMC's streams, CPC's patch encoder) names them itself."""
+        members = [m for child in self.children() for m in (child if isinstance(child, nn.ModuleList) else [child])]
+        return [m for m in members if next(m.parameters(), None) is not None]
+
     def export(self) -> nn.Module:
         """The module users get, a timm model with ``num_classes == 0``: by default the backbone."""
         return self.backbone

@@ -69,6 +69,9 @@ class CMC(Method):
         return [F.normalize(head(stream(view)).float(), dim=1)
                 for head, stream, view in zip(self.heads, self.backbone.streams, views)]
 
+    def networks(self) -> list[nn.Module]:
+        return [*self.backbone.streams, *self.heads]  # the two-stream backbone itself is never called in a step
+
     def contrast(self, anchor: torch.Tensor, bank: MemoryBank, index: torch.Tensor, noise_rows: torch.Tensor,
                  direction: int) -> torch.Tensor:
         """One direction, L(V_i, V_j): view i's features against view j's bank, its own image's row positive.

@@ -84,6 +84,9 @@ class CPC(Method):
         self.context = ContextNetwork(dim, context_hidden, context_blocks)
         self.predictors = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(steps))  # W_1 .. W_K
 
+    def networks(self) -> list[nn.Module]:
+        return [self.backbone.encoder, self.context, *self.predictors]  # the patch model reaches its encoder directly
+
     def forward(self, images: torch.Tensor, index: torch.Tensor, progress: Progress) -> StepOutput:
         z = self.backbone.encode_patches(self.augment(images))  # [B, dim, rows, cols]
         loss, accuracy = info_nce(self.context(z), z, self.predictors)
