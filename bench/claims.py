@@ -11,12 +11,15 @@ Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed a
 lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
 Runs are trained only with ``--train``; a claim reports the runs finished so far and names, with the command
 that trains them, the values still missing (a sweep measured at two values is a trend, not yet the claim).
-A complete sweep gets a verdict: whether its kNN shows the ordering the claim predicts.
+Each run is read two ways: the lineage's kNN, and the linear protocol (``train.probe``), which is how the
+papers measure these claims. A complete sweep gets a verdict by each: whether it shows the ordering the claim
+predicts.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -118,9 +121,39 @@ BEFORE, AFTER = "h = f(x)", "z = g(h)"
 PROTOCOLS = {"knn": "kNN", "linear": "linear"}
 
 
-def head_record(run: lineage.Run) -> Path:
-    """Where the head claim's reading of ``run`` is committed, beside the run's record."""
-    return lineage.kept_record(run).with_name(f"{run.folder.name}-head.json")
+def reading_path(run: lineage.Run, kind: str) -> Path:
+    """Where a reading of ``run`` ("head", "linear") is committed, beside the run's record."""
+    return lineage.kept_record(run).with_name(f"{run.folder.name}-{kind}.json")
+
+
+def kept_reading(run: lineage.Run, kind: str, keys: tuple, measure: Callable[[], dict | None]) -> dict | None:
+    """``measure()`` of the run's record (finished here, or committed): taken from its folder once, then committed
+    beside the record under the record's date, so the claim rebuilds on a machine without the run's checkpoint;
+    None while the run is unfinished, or its folder is gone and no reading of that run holding ``keys`` is kept
+    (or ``measure`` gives None: it reads the kept reading only)."""
+    record = lineage.finished(run) or lineage.committed(run)
+    if record is None:
+        return None
+    kept = reading_path(run, kind)
+    if kept.is_file():  # kept as {"run_date": ..., key: value, ...}
+        reading = json.loads(kept.read_text())
+        if reading["run_date"] == record["date"] and all(key in reading for key in keys):
+            return {key: reading[key] for key in keys}
+    if lineage.finished(run) is None:  # a committed record of another machine's run: its checkpoint is not here
+        return None
+    out = measure()
+    if out is not None and run.kept:
+        kept.write_text(json.dumps(dict(run_date=record["date"], **out), indent=1) + "\n")
+    return out
+
+
+def trained_method(run: lineage.Run, data: datasets.Data) -> tuple[nn.Module, Preprocess]:
+    """The finished run's method, from its last checkpoint, and its preprocessing."""
+    state = torch.load(run.folder / CHECKPOINT, map_location="cpu", weights_only=True)
+    cfg = Config(**state["config"])
+    method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
+    method.load_state_dict(state["model"])
+    return method.eval(), Preprocess(cfg.image_size, data.mean, data.std)
 
 
 @torch.no_grad()
@@ -128,50 +161,53 @@ def features(model: nn.Module, dataset, preprocess) -> torch.Tensor:
     return torch.cat([model(preprocess(x)).float() for x, _ in DataLoader(dataset, batch_size=512)])
 
 
+def linear_top1(model: nn.Module, data: datasets.Data, preprocess) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The linear protocol's top-1 (%) of ``model``'s features on the full splits, and those features."""
+    x, xt = features(model.eval(), data.train, preprocess), features(model, data.test, preprocess)
+    return probe.linear_probe(x, data.train_labels, xt, data.test_labels)["top1"], x, xt
+
+
+def measure_linear(run: lineage.Run, data: datasets.Data) -> dict[str, float]:
+    """The linear protocol's top-1 of the run's exported model: the papers' measure of their claims."""
+    method, preprocess = trained_method(run, data)
+    return {"linear": linear_top1(method.export(), data, preprocess)[0]}
+
+
+def linear_reading(run: lineage.Run, data: datasets.Data) -> float | None:
+    """The linear top-1 of the run's export, kept as the head readings are. A SimCLR run's head reading holds it
+    already (h is the export), so that is read first."""
+    head = kept_reading(run, "head", ("linear",), lambda: None)
+    if head:
+        return head["linear"][BEFORE]
+    reading = kept_reading(run, "linear", ("linear",), lambda: measure_linear(run, data))
+    return reading and reading["linear"]
+
+
 def measure_head(run: lineage.Run, data: datasets.Data) -> dict[str, dict[str, float]]:
     """Top-1 (%) of h = f(x) (the encoder, what SimCLR exports) and of z = g(h) (the projection head's output),
     from the finished run's last checkpoint, on the full splits: the lineage's kNN (k=200, T=0.07, on the
     l2-normalised features) and the linear protocol (``train.probe``), which is how the paper's Fig. 8
     compares them."""
-    state = torch.load(run.folder / CHECKPOINT, map_location="cpu", weights_only=True)
-    cfg = Config(**state["config"])
-    method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
-    method.load_state_dict(state["model"])
-    preprocess = Preprocess(cfg.image_size, data.mean, data.std)
+    method, preprocess = trained_method(run, data)
     out = {protocol: {} for protocol in PROTOCOLS}
     for label, model in {BEFORE: method.export(), AFTER: nn.Sequential(method.export(), method.head)}.items():
-        x, xt = features(model.eval(), data.train, preprocess), features(model, data.test, preprocess)
+        out["linear"][label], x, xt = linear_top1(model, data, preprocess)
         out["knn"][label] = knn_accuracy(F.normalize(x, dim=1), data.train_labels, F.normalize(xt, dim=1),
                                          data.test_labels)
-        out["linear"][label] = probe.linear_probe(x, data.train_labels, xt, data.test_labels)["top1"]
     return out
 
 
 def before_and_after_head(run: lineage.Run, data: datasets.Data) -> dict[str, dict[str, float]] | None:
-    """The top-1 of h and z for the run's record (finished here, or committed): read from its folder once, then
-    committed beside the record under the record's date, so the claim rebuilds on a machine without the run's
-    checkpoint; None while the run is unfinished, or its folder is gone and no reading of that run is kept."""
-    record = lineage.finished(run) or lineage.committed(run)
-    if record is None:
-        return None
-    kept = head_record(run)
-    if kept.is_file():  # kept as {"run_date": ..., protocol: {h: top-1, z: top-1}, ...}
-        reading = json.loads(kept.read_text())
-        if reading["run_date"] == record["date"] and all(p in reading for p in PROTOCOLS):
-            return {p: reading[p] for p in PROTOCOLS}
-    if lineage.finished(run) is None:  # a committed record of another machine's run: its checkpoint is not here
-        return None
-    top1 = measure_head(run, data)
-    if run.kept:
-        kept.write_text(json.dumps(dict(run_date=record["date"], **top1), indent=1) + "\n")
-    return top1
+    """The top-1 of h and z by each protocol for the run's record, kept (:func:`kept_reading`)."""
+    return kept_reading(run, "head", tuple(PROTOCOLS), lambda: measure_head(run, data))
 
 
 # --- report ---------------------------------------------------------------------------------------------
 
 
-def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
-    """Each variant's kNN monitor per epoch (left) and its final full-test-set kNN against the value (right)."""
+def plot(claim: Claim, results: list[lineage.Result], path: Path, linear: list[float | None] | None = None) -> Path:
+    """Each variant's kNN monitor per epoch (left) and its final full-test-set kNN and linear top-1 (where read)
+    against the value (right)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -184,9 +220,12 @@ def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
     curves.set(xlabel="epoch", ylabel="kNN top-1 (%), monitor subset",
                xticks=sorted({e for res in results for e, _, _ in res.curve}))
     curves.legend(fontsize=8)
-    final.plot(range(len(values)), [res.knn for res in results], marker="o")
+    final.plot(range(len(values)), [res.knn for res in results], marker="o", label="kNN")
+    if linear and None not in linear:
+        final.plot(range(len(values)), linear, marker="s", label="linear")
+        final.legend(fontsize=8)
     final.set_xticks(range(len(values)), [str(v) for v in values])
-    final.set(xlabel=claim.symbol, ylabel="kNN top-1 (%), full test set")
+    final.set(xlabel=claim.symbol, ylabel="top-1 (%), full test set")
     fig.suptitle(claim.says)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,12 +234,13 @@ def plot(claim: Claim, results: list[lineage.Result], path: Path) -> Path:
     return path
 
 
-def verdict(claim: Claim, results: list[lineage.Result]) -> str:
-    """Whether the full sweep (in order of value) shows the ordering the claim predicts, with the numbers:
-    "rises" or "falls", kNN up or down at every step; "fails", the lowest value below every other by the gap to
-    the next."""
+def verdict(claim: Claim, results: list[lineage.Result], scores: list[float] | None = None,
+            measure: str = "kNN") -> str:
+    """Whether the full sweep (in order of value) shows the ordering the claim predicts by ``scores`` (default: each
+    run's kNN), named ``measure``, with the numbers: "rises" or "falls", up or down at every step; "fails", the
+    lowest value below every other by the gap to the next."""
     value = [f"{claim.symbol} = {res.run.cfg.method[claim.key]}" for res in results]
-    knn = [res.knn for res in results]
+    knn = scores if scores is not None else [res.knn for res in results]
     if claim.predicts == "fails":
         gap = min(knn[1:]) - knn[0]
         if gap > 0:
@@ -212,23 +252,32 @@ def verdict(claim: Claim, results: list[lineage.Result]) -> str:
     way = "rises" if up else "falls"
     if not wrong:
         order = (" < " if up else " > ").join(f"{k:.2f}" for k in knn)
-        return f"As the paper: kNN {way} with {claim.symbol} at every step ({order})."
-    return f"Not as the paper here: kNN does not {way[:-1]} {'; nor '.join(wrong)}."
+        return f"As the paper: {measure} {way} with {claim.symbol} at every step ({order})."
+    return f"Not as the paper here: {measure} does not {way[:-1]} {'; nor '.join(wrong)}."
 
 
 def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: list[lineage.Run],
-               figure: Path | None) -> str:
+               figure: Path | None, linear: list[float | None] | None = None) -> str:
+    """``linear``: each finished run's linear top-1, None where it is not read (its checkpoint is on another
+    machine and no reading is kept)."""
     command = f"`python -m bench.claims --claims {name} --train --skip-trained`"
     if not results:
         return f"\n**{claim.says}.** Not yet measured: {command}.\n"
-    rows = "".join(f"| {res.run.cfg.method[claim.key]} | {res.knn:.2f} | {res.bare_epochs:.1f} |\n" for res in results)
+    linear = linear or [None] * len(results)
+    rows = "".join(f"| {res.run.cfg.method[claim.key]} | {res.knn:.2f} | "
+                   f"{'-' if top1 is None else f'{top1:.2f}'} | {res.bare_epochs:.1f} |\n"
+                   for res, top1 in zip(results, linear, strict=True))
     text = (f"\n**{claim.says}.** {lineage.display(claim.method)}'s `fmnist` preset with {claim.symbol} varied:\n\n"
-            f"| {claim.symbol} | kNN top-1 (%) | bare epochs |\n|---|---|---|\n{rows}")
+            f"| {claim.symbol} | kNN top-1 (%) | linear top-1 (%) | bare epochs |\n|---|---|---|---|\n{rows}")
     if missing:
         values = ", ".join(str(run.cfg.method[claim.key]) for run in missing)
         text += f"\nNot yet measured: {claim.symbol} = {values} ({command}); until then this is a partial sweep.\n"
     else:
-        text += f"\n{verdict(claim, results)}\n"
+        text += f"\n- kNN: {verdict(claim, results)}\n"
+        if None not in linear:
+            text += f"- Linear, the paper's measure: {verdict(claim, results, linear, 'linear top-1')}\n"
+        else:
+            text += "- Linear, the paper's measure: not read for every run (their checkpoints are not on this machine).\n"
     return text + (f"\n![{name}]({lineage.link(figure)})\n" if figure else "")
 
 
@@ -286,13 +335,17 @@ def main(argv=None) -> str:
     for name in args.claims:
         claim = CLAIMS[name]
         results, missing = claim_results(claim, scale, args.train, args.skip_trained or not args.train, clock)
-        figure = plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png") if len(results) > 1 else None
-        body += claim_text(name, claim, results, missing, figure)
+        linear = [linear_reading(res.run, data) for res in results]
+        figure = (plot(claim, results, folder / f"claim_{name.replace('-', '_')}.png", linear)
+                  if len(results) > 1 else None)
+        body += claim_text(name, claim, results, missing, figure, linear)
     measured = {run.cfg.method["temperature"]: read for run in simclr_runs(scale)
                 if (read := before_and_after_head(run, data))}
     body += head_text(measured)
     body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
-            "k=200, T=0.07 on the full test set; bare epochs as there). Each value is one run of one seed: the "
+            "k=200, T=0.07 on the full test set; bare epochs as there), each also read by the linear protocol "
+            "(`train.probe`: logistic regression on the export's frozen features, the penalty chosen on a held-out "
+            "tenth of the training split), which is how the papers measure these claims. Each value is one run of one seed: the "
             "monitor's curves (each figure's left panel, a 10k/2.5k subset) show how much an ordering moves from one "
             "epoch to the next, so a gap of a few tenths is not a result on its own.\n" + body)
     print(body)

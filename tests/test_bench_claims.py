@@ -53,9 +53,20 @@ def test_a_measured_claim_is_a_table_by_value_and_its_figure(tmp_path):
     results = measured(claim, (80.0, 82.5, 83.0))
     figure = claims.plot(claim, results, tmp_path / "claim.png")
     text = claims.claim_text("moco-queue", claim, results, [], figure)
-    assert "| 256 | 80.00 | 6.0 |" in text and "| 16384 | 83.00 | 6.0 |" in text
+    assert "| 256 | 80.00 | - | 6.0 |" in text and "| 16384 | 83.00 | - | 6.0 |" in text
     assert figure.stat().st_size > 0 and str(figure) in text and "Not yet measured" not in text
-    assert "As the paper: kNN rises with K at every step (80.00 < 82.50 < 83.00)." in text
+    assert "- kNN: As the paper: kNN rises with K at every step (80.00 < 82.50 < 83.00)." in text
+    assert "- Linear, the paper's measure: not read for every run" in text
+
+
+def test_a_claim_read_by_the_linear_protocol_gets_its_column_and_its_own_verdict(tmp_path):
+    claim = claims.CLAIMS["moco-queue"]
+    results = measured(claim, (81.8, 79.9, 78.2))
+    figure = claims.plot(claim, results, tmp_path / "claim.png", [84.0, 85.0, 86.0])
+    text = claims.claim_text("moco-queue", claim, results, [], figure, [84.0, 85.0, 86.0])
+    assert "| 256 | 81.80 | 84.00 | 6.0 |" in text and "| 16384 | 78.20 | 86.00 | 6.0 |" in text
+    assert "- kNN: Not as the paper here: kNN does not rise from K = 256 to K = 4096 (81.80 to 79.90)" in text
+    assert "- Linear, the paper's measure: As the paper: linear top-1 rises with K at every step (84.00 < 85.00 < 86.00)." in text
 
 
 def test_the_verdict_names_where_the_measured_order_departs_from_the_papers():
@@ -81,7 +92,7 @@ def test_a_partial_claim_shows_what_is_measured_and_names_the_missing_values(tmp
     runs = claim.runs(lineage.FULL)
     results = measured(claim, (80.0, 82.5))  # K = 256 and 4096 finished, 16384 not
     text = claims.claim_text("moco-queue", claim, results, runs[2:], None)
-    assert "| 256 | 80.00 | 6.0 |" in text and "| 4096 | 82.50 | 6.0 |" in text and "| 16384 |" not in text
+    assert "| 256 | 80.00 | - | 6.0 |" in text and "| 4096 | 82.50 | - | 6.0 |" in text and "| 16384 |" not in text
     assert "As the paper" not in text and "Not as the paper" not in text  # no verdict on a partial sweep
     assert "Not yet measured: K = 16384" in text and "--claims moco-queue --train --skip-trained" in text
 
@@ -120,12 +131,29 @@ def test_the_head_reading_is_taken_once_and_kept_so_the_claim_rebuilds_without_t
     here["record"] = {"date": "2026-12-02"}
     first = claims.before_and_after_head(run, None)
     assert first == reading and len(readings) == 1
-    kept = json.loads(claims.head_record(run).read_text())
+    kept = json.loads(claims.reading_path(run, "head").read_text())
     assert kept == {"run_date": "2026-12-02", **reading}
     here["record"], here["committed"] = None, {"date": "2026-12-02"}  # another machine: the record, no folder
     assert claims.before_and_after_head(run, None) == first and len(readings) == 1
     here["committed"] = {"date": "2026-12-03"}  # retrained since: the kept reading is of another run
     assert claims.before_and_after_head(run, None) is None and len(readings) == 1
     here["record"] = {"date": "2026-12-02"}  # a reading kept before the linear protocol: measured again
-    claims.head_record(run).write_text(json.dumps({"run_date": "2026-12-02", "knn": reading["knn"]}))
+    claims.reading_path(run, "head").write_text(json.dumps({"run_date": "2026-12-02", "knn": reading["knn"]}))
     assert claims.before_and_after_head(run, None) == reading and len(readings) == 2
+
+
+def test_the_linear_reading_is_kept_and_a_simclr_runs_comes_from_its_head_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(lineage, "ROOT", tmp_path)
+    (tmp_path / "bench" / "records").mkdir(parents=True)
+    moco, simclr = lineage.lineage_run("moco", lineage.FULL), claims.simclr_runs(lineage.FULL)[0]
+    probes = []
+    monkeypatch.setattr(claims, "measure_linear", lambda run, data: probes.append(run) or {"linear": 85.25})
+    monkeypatch.setattr(lineage, "finished", lambda r: {"date": "2026-12-02"})
+    monkeypatch.setattr(lineage, "committed", lambda r: None)
+    assert claims.linear_reading(moco, None) == 85.25 and claims.linear_reading(moco, None) == 85.25
+    assert probes == [moco]  # probed once, then read from what was kept
+    assert json.loads(claims.reading_path(moco, "linear").read_text()) == {"run_date": "2026-12-02", "linear": 85.25}
+    head = {"run_date": "2026-12-02", "knn": {claims.BEFORE: 82.0, claims.AFTER: 82.3},
+            "linear": {claims.BEFORE: 86.61, claims.AFTER: 83.72}}
+    claims.reading_path(simclr, "head").write_text(json.dumps(head))
+    assert claims.linear_reading(simclr, None) == 86.61 and probes == [moco]  # h is the export: no second probe
