@@ -169,8 +169,9 @@ def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 def compile_networks(method: Method, backend: str = "inductor") -> Method:
     """``torch.compile`` each of the method's networks in place (``Method.networks``). On a GPU a small-image step
-    is bound by kernel launches, not arithmetic: inductor fuses each BatchNorm, activation and residual add with
-    its neighbours, so a ResNet's step launches a fraction of the kernels. On a CPU it only costs the compile.
+    is bound by kernel launches, not arithmetic, and inductor fuses each BatchNorm, activation and residual add
+    with its neighbours into fewer kernels (the gain on a GPU: ``python -m bench.gpu --parts compiled``). On a CPU
+    it only costs the compiling.
     In place, the state dict keeps its keys (checkpoints and exports are as without), and a deep copy is eager.
     ``backend="aot_eager"`` traces and functionalises as inductor does but runs the traced graphs eagerly: how the
     tests check the tracing on a CPU without paying for kernel generation."""

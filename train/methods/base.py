@@ -16,7 +16,8 @@ Before step 1 of a fresh run it calls ``prefill(batches)`` with every training i
 cleanly preprocessed (InstDisc and CMC fill their memory banks). At the end it exports
 ``export()``: a plain timm backbone for most methods, the teacher for DINO, a timm-registered
 multi-stream or patch model for CMC and CPC; and each of ``extra_exports()`` beside it (SimCLR v2's
-encoder with the first layer of its projection head).
+encoder with the first layer of its projection head). ``networks()`` names the modules that
+``--compile`` compiles.
 """
 from __future__ import annotations
 
