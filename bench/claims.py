@@ -131,7 +131,8 @@ def kept_reading(run: lineage.Run, kind: str, keys: tuple, measure: Callable[[],
     beside the record under the record's date, so the claim rebuilds on a machine without the run's checkpoint;
     None while the run is unfinished, or its folder is gone and no reading of that run holding ``keys`` is kept
     (or ``measure`` gives None: it reads the kept reading only)."""
-    record = lineage.finished(run) or lineage.committed(run)
+    here = lineage.finished(run)  # read once: it opens the run's record, its log and its export
+    record = here or lineage.committed(run)
     if record is None:
         return None
     kept = reading_path(run, kind)
@@ -139,7 +140,7 @@ def kept_reading(run: lineage.Run, kind: str, keys: tuple, measure: Callable[[],
         reading = json.loads(kept.read_text())
         if reading["run_date"] == record["date"] and all(key in reading for key in keys):
             return {key: reading[key] for key in keys}
-    if lineage.finished(run) is None:  # a committed record of another machine's run: its checkpoint is not here
+    if here is None:  # a committed record of another machine's run: its checkpoint is not here
         return None
     out = measure()
     if out is not None and run.kept:
@@ -240,18 +241,18 @@ def verdict(claim: Claim, results: list[lineage.Result], scores: list[float] | N
     run's kNN), named ``measure``, with the numbers: "rises" or "falls", up or down at every step; "fails", the
     lowest value below every other by the gap to the next."""
     value = [f"{claim.symbol} = {res.run.cfg.method[claim.key]}" for res in results]
-    knn = scores if scores is not None else [res.knn for res in results]
+    scores = scores if scores is not None else [res.knn for res in results]
     if claim.predicts == "fails":
-        gap = min(knn[1:]) - knn[0]
+        gap = min(scores[1:]) - scores[0]
         if gap > 0:
             return f"As the paper: {value[0]} trails every other value, by {gap:.2f} points or more."
-        return f"Not as the paper here: {value[0]} ({knn[0]:.2f}) is not below every other value."
+        return f"Not as the paper here: {value[0]} ({scores[0]:.2f}) is not below every other value."
     up = claim.predicts == "rises"
-    wrong = [f"from {value[i]} to {value[i + 1]} ({knn[i]:.2f} to {knn[i + 1]:.2f})"
-             for i in range(len(knn) - 1) if (knn[i + 1] <= knn[i] if up else knn[i + 1] >= knn[i])]
+    wrong = [f"from {value[i]} to {value[i + 1]} ({scores[i]:.2f} to {scores[i + 1]:.2f})"
+             for i in range(len(scores) - 1) if (scores[i + 1] <= scores[i] if up else scores[i + 1] >= scores[i])]
     way = "rises" if up else "falls"
     if not wrong:
-        order = (" < " if up else " > ").join(f"{k:.2f}" for k in knn)
+        order = (" < " if up else " > ").join(f"{k:.2f}" for k in scores)
         return f"As the paper: {measure} {way} with {claim.symbol} at every step ({order})."
     return f"Not as the paper here: {measure} does not {way[:-1]} {'; nor '.join(wrong)}."
 
@@ -345,8 +346,8 @@ def main(argv=None) -> str:
     body = ("\n`python -m bench.claims`: each claim's runs are full `fmnist` runs (the lineage's protocol: kNN "
             "k=200, T=0.07 on the full test set; bare epochs as there), each also read by the linear protocol "
             "(`train.probe`: logistic regression on the export's frozen features, the penalty chosen on a held-out "
-            "tenth of the training split), which is how the papers measure these claims. Each value is one run of one seed: the "
-            "monitor's curves (each figure's left panel, a 10k/2.5k subset) show how much an ordering moves from one "
+            "tenth of the training split), which is how the papers measure these claims. Each value is one run of "
+            "one seed: the monitor's curves (each figure's left panel, a 10k/2.5k subset) show how much an ordering moves from one "
             "epoch to the next, so a gap of a few tenths is not a result on its own.\n" + body)
     print(body)
     if write:
