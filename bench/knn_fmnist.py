@@ -193,6 +193,12 @@ def as_json(cfg: Config) -> dict:
     return json.loads(json.dumps(asdict(cfg)))
 
 
+def is_config(stored: dict | None, cfg: Config) -> bool:
+    """Whether a stored config is ``cfg``. A field the store lacks was added to ``Config`` after it was
+    written, with a default that keeps the behaviour from before: the store holds that default."""
+    return stored is not None and {**as_json(Config()), **stored} == as_json(cfg)
+
+
 def monitor_rows(run: Run) -> list[dict]:
     path = run.folder / "metrics.csv"
     if not path.is_file():
@@ -207,7 +213,7 @@ def finished(run: Run) -> dict | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    complete = (record.get("config") == as_json(run.cfg) and len(monitor_rows(run)) == run.cfg.epochs
+    complete = (is_config(record.get("config"), run.cfg) and len(monitor_rows(run)) == run.cfg.epochs
                 and zoo.checkpoint.is_checkpoint(Path(record["export"])))
     return record if complete else None
 
@@ -223,7 +229,7 @@ def committed(run: Run) -> dict | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("config") == as_json(run.cfg) else None
+    return record if is_config(record.get("config"), run.cfg) else None
 
 
 def interval_bare_epochs(interval: dict) -> float:
@@ -248,7 +254,7 @@ def earlier_sessions(run: Run) -> list[dict]:
     if not (path.is_file() and checkpoint.is_file()):
         return []
     state = json.loads(path.read_text())
-    if state.get("config") != as_json(run.cfg):
+    if not is_config(state.get("config"), run.cfg):
         return []
     return [session if "bare_epochs" in session else dict(closed(session), killed=True)
             for session in state["sessions"]]

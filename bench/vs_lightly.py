@@ -27,7 +27,8 @@ images) measures its backbone. The goal is at least 1.2x lightly's throughput at
 
 What is not the same (each side keeps its own library's parts): the projection heads' init and, for
 SimCLR, the last BatchNorm's shift (ours keeps it at 0, as the authors; lightly's learns it); lightly's
-LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||; the layout of
+LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||, and its lr after
+the momentum buffer against ours inside it (the authors' "classic" momentum); the layout of
 the convolutions (our engine trains channels-last, ``train.engine.on_device``; lightly's loop keeps
 PyTorch's default); for SimCLR, the colour jitter's brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
 additive brightness, contrast about each channel's mean, HSV saturation; lightly's are torchvision's); and
@@ -443,7 +444,7 @@ lr at every step, weight decay and steps. Images per second end to end (loading 
 
 Not equalised (each side keeps its library's parts): the projection heads' init and SimCLR's last BatchNorm
 shift (learnt by lightly's head, kept at 0 by ours); LARS's trust ratio (lightly's eta ||w|| / (||g|| + wd ||w||),
-ours eta ||w|| / ||g + wd w||); the convolutions' layout (ours channels-last, lightly's the default) and
+ours eta ||w|| / ||g + wd w||) and its lr (lightly's after the momentum buffer, ours inside it as the authors'); the convolutions' layout (ours channels-last, lightly's the default) and
 SimCLR's brightness, contrast and saturation (ours as v1's TensorFlow code, lightly's as torchvision); resampling (PIL with antialiasing, ours bilinear without it). lightly's SimCLR loss is doubled to equal ours
 (the authors' sum of both directions).
 """

@@ -305,6 +305,37 @@ def test_lars_gives_each_parameter_of_a_group_its_own_trust_ratio_over_steps():
         assert torch.allclose(p, e, atol=1e-5)
 
 
+def test_lars_classic_momentum_keeps_each_step_at_the_lr_it_was_taken_with():
+    torch.manual_seed(0)
+    start, grads, lrs = torch.randn(4, 3), [torch.randn(4, 3) for _ in range(3)], (0.1, 0.5, 0.2)
+
+    def train(classic: bool) -> torch.Tensor:
+        w = torch.nn.Parameter(start.clone())
+        lars = optim.LARS([dict(params=[w], lars=True, weight_decay=0.1)], lr=lrs[0], momentum=0.9, eta=0.01,
+                          classic_momentum=classic)
+        for lr, g in zip(lrs, grads):
+            lars.param_groups[0]["lr"], w.grad = lr, g.clone()
+            lars.step()
+        return w.detach()
+
+    expected, buffer = start.clone(), torch.zeros(4, 3)
+    for lr, g in zip(lrs, grads):  # SimCLR's TensorFlow LARS: buf <- m buf + lr * trust * d, w <- w - buf
+        d = g + 0.1 * expected
+        buffer = 0.9 * buffer + lr * 0.01 * expected.norm() / d.norm() * d
+        expected = expected - buffer
+    assert torch.allclose(train(classic=True), expected, atol=1e-6)
+    assert not torch.allclose(train(classic=False), expected, atol=1e-4)  # the lr changed: the placements differ
+
+
+def test_a_lars_state_from_before_classic_momentum_resumes_without_it():
+    w = torch.nn.Parameter(torch.randn(3))
+    lars = optim.LARS([w], lr=0.1, classic_momentum=True)
+    state = lars.state_dict()
+    del state["param_groups"][0]["classic_momentum"]
+    lars.load_state_dict(state)
+    assert lars.param_groups[0]["classic_momentum"] is False
+
+
 def test_lars_without_the_trust_ratio_is_sgd_with_momentum():
     torch.manual_seed(0)
     ours, theirs = torch.nn.Parameter(torch.randn(5, 2)), torch.nn.Parameter(torch.randn(5, 2))
@@ -322,7 +353,9 @@ def test_lars_without_the_trust_ratio_is_sgd_with_momentum():
 
 def test_the_preset_chooses_the_optimiser():
     assert isinstance(optim.build(Tiny(), Config(optimizer="sgd", momentum=0.8), 0.1), torch.optim.SGD)
-    assert isinstance(optim.build(Tiny(), Config(optimizer="lars", lars_eta=0.02), 0.1), optim.LARS)
+    lars = optim.build(Tiny(), Config(optimizer="lars", lars_eta=0.02, lars_classic_momentum=True), 0.1)
+    assert isinstance(lars, optim.LARS) and lars.param_groups[0]["eta"] == 0.02
+    assert lars.param_groups[0]["classic_momentum"]
     adamw = optim.build(Tiny(), Config(optimizer="adamw", betas=(0.9, 0.95)), 0.1)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["betas"] == (0.9, 0.95)
 

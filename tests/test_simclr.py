@@ -109,6 +109,8 @@ def test_lars_step_on_simclrs_groups_is_the_hand_computed_trust_ratio_with_norms
     for name, p in (("bn", bn), ("bias", bias)):  # no trust ratio, no weight decay
         assert torch.allclose(p, before[name] - lr * grads[name], atol=1e-7)
     assert cfg.optimizer == "lars" and simclr.PRESETS["paper"].exclude_norm_bias
+    # the authors' LARS is "classic": the lr inside the momentum buffer, in every preset of v1 and v2
+    assert all(p.lars_classic_momentum for m in (simclr, simclrv2) for p in m.PRESETS.values())
 
 
 def test_presets_follow_the_papers_numbers():

@@ -22,6 +22,7 @@ class Config:
     momentum: float = 0.9  # SGD and LARS
     betas: tuple = (0.9, 0.999)  # AdamW
     lars_eta: float = 0.001  # LARS trust coefficient
+    lars_classic_momentum: bool = False  # LARS: lr inside the momentum buffer (SimCLR's TensorFlow LARS)
     weight_decay: float = 5e-4
     weight_decay_end: float | None = None  # cosine from weight_decay to this over the run (DINO: 0.04 -> 0.4)
     exclude_norm_bias: bool = False  # biases and norm layers: no weight decay, no LARS trust ratio

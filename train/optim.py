@@ -21,17 +21,24 @@ class LARS(torch.optim.Optimizer):
     SwAV use (eta ||w|| / ||g + wd w||):
 
         d = g + wd * w,   d <- eta * ||w|| / ||d|| * d  (if the group has ``lars`` True and both norms > 0),
-        buf <- momentum * buf + d,   w <- w - lr * buf.
+        classic momentum:  buf <- momentum * buf + lr * d,   w <- w - buf    (SimCLR's TensorFlow LARS),
+        otherwise:         buf <- momentum * buf + d,        w <- w - lr * buf (BYOL's optax chain, SwAV's LARC).
 
-    Groups with ``lars`` False (biases and norms, by ``split_norm_bias``) skip the trust ratio and are
-    plain momentum SGD; the engine gives them no weight decay when their ``weight_decay`` flag is False.
-    Every norm stays on the device: no host sync per parameter. The lr multiplies the momentum buffer, as
-    BYOL's optax chain and SwAV's LARC around SGD do; SimCLR's TensorFlow LARS puts lr inside the buffer
-    (buf <- momentum * buf + lr * d), the same update while the lr is constant.
+    The two agree while the lr is constant; under warm-up and cosine, classic momentum keeps each past step
+    at the lr it was taken with. Groups with ``lars`` False (biases and norms, by ``split_norm_bias``) skip
+    the trust ratio and are plain momentum SGD; the engine gives them no weight decay when their
+    ``weight_decay`` flag is False. Every norm stays on the device: no host sync per parameter.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True))
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001,
+                 classic_momentum: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True,
+                                      classic_momentum=classic_momentum))
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:  # a checkpoint from before the option resumes as it was trained
+            group.setdefault("classic_momentum", False)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -54,9 +61,10 @@ class LARS(torch.optim.Optimizer):
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(step)
             buffers = [state["momentum_buffer"] for state in states]
+            lr_in, lr_out = (group["lr"], 1.0) if group["classic_momentum"] else (1.0, group["lr"])
             torch._foreach_mul_(buffers, group["momentum"])
-            torch._foreach_add_(buffers, d)
-            torch._foreach_add_(params, buffers, alpha=-group["lr"])
+            torch._foreach_add_(buffers, d, alpha=lr_in)
+            torch._foreach_add_(params, buffers, alpha=-lr_out)
         return loss
 
 
@@ -93,7 +101,7 @@ def build(method: Method, cfg: Config, lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=0.0)
     if cfg.optimizer == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, classic_momentum=cfg.lars_classic_momentum)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=0.0)
 
 

@@ -16,9 +16,10 @@ the head: the paper finds it much better than g(h) for downstream tasks (Sec. 4.
 ``export()`` gives.
 
 As the authors' code, the loss is the sum of the two directions' means (``loss_a + loss_b``), i.e. twice
-the mean of eq. 1 over the 2N views; under LARS the factor sets the balance with weight decay. Our
-LARS (``train.optim.LARS``) keeps the lr outside the momentum buffer, as BYOL and SwAV do; the authors'
-TensorFlow LARS folds it in, the same update while the lr is constant.
+the mean of eq. 1 over the 2N views; under LARS the factor sets the balance with weight decay. The
+authors' TensorFlow LARS uses "classic" momentum, the lr inside the momentum buffer (buf <- m buf + lr d,
+w <- w - buf), and so does every preset here (``lars_classic_momentum``): with warm-up and cosine, it is
+not PyTorch's placement of the lr after the buffer.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
 
 
 PAPER_METHOD = dict(dim=128, head_layers=2, temperature=0.1, strength=1.0, blur=0.5)
-LARS = dict(optimizer="lars", momentum=0.9, exclude_norm_bias=True, schedule="cosine")
+LARS = dict(optimizer="lars", momentum=0.9, lars_classic_momentum=True, exclude_norm_bias=True, schedule="cosine")
 # Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (v1's README at 85e8552: batch 512, LARS
 # lr 1.0 x B/256, wd 1e-6, colour strength 0.5, no blur) for a few epochs, with half an epoch of warm-up (the
 # command's 1% of the epochs would be under 5 steps of 4 epochs). The network is the lineage's, shared by every
