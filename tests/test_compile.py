@@ -4,9 +4,13 @@ Traced with ``backend="aot_eager"``: dynamo and AOTAutograd capture and function
 would (in-place BatchNorm statistics included), and the captured graphs run eagerly, so a CPU test pays for the
 tracing only. ``test_resnet`` (timm's smallest ResNet) keeps that tracing to seconds."""
 import functools
+import os
 
 import pytest
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from conftest import two_processes
 
 import train.__main__
 import train.engine
@@ -19,13 +23,13 @@ from train.methods.base import Progress
 TINY_ARCH = dict(arch="test_resnet", model_args={})
 
 
-def two_steps(method, cfg, images):
+def two_steps(method, cfg, images, trainer=None):
     plan = Schedules.of(cfg, steps_per_epoch=2)
     optimizer = optim.build(method, cfg, plan.base_lr)
     losses = []
     for step in range(2):
         torch.manual_seed(100 + step)  # the same views on both sides
-        out = train_step(method, method, optimizer, plan, images, torch.arange(len(images)),
+        out = train_step(trainer or method, method, optimizer, plan, images, torch.arange(len(images)),
                          Progress(0, step, 2), cfg, torch.device("cpu"))
         losses.append(out.loss.item())
     return losses
@@ -49,6 +53,49 @@ def test_a_compiled_moco_step_equals_the_eager_one_with_the_same_state_keys():
     assert compiled.keys() == eager.keys()  # no "_orig_mod." prefix: checkpoints are interchangeable
     for key in eager:
         assert torch.allclose(compiled[key].float(), eager[key].float(), atol=1e-4), key
+
+
+def _compiled_ddp_on_rank(rank, port, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        cfg = METHODS["mocov2"].PRESETS["smoke"].override(batch_size=32, **TINY_ARCH)
+        images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(rank))  # each rank its half of the batch
+        runs = {}
+        for compiled in (False, True):
+            torch.manual_seed(0)  # the engine's seed: the same initial networks on both ranks
+            method = METHODS["mocov2"].build(cfg, 512, (0.5,) * 3, (0.25,) * 3)
+            if compiled:
+                torch._dynamo.reset()
+                compile_networks(method, backend="aot_eager")
+            trainer = DistributedDataParallel(method, broadcast_buffers=False)  # as fit() wraps it
+            losses = two_steps(method, cfg, images, trainer)
+            runs[compiled] = dict(losses=losses, state={k: v.detach().clone() for k, v in method.state_dict().items()},
+                                  parameters=[name for name, _ in method.named_parameters()],
+                                  graphs=torch._dynamo.utils.counters["stats"]["unique_graphs"])
+        results[rank] = runs
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_compiled_networks_inside_ddp_train_as_the_eager_ones():
+    """``train --compile`` under torchrun: the networks are compiled in place, then the method is wrapped in DDP,
+    whose gradient hooks and MoCo's shuffled key batch must see the same values as without compiling."""
+    results = two_processes(_compiled_ddp_on_rank)
+    for rank in range(2):
+        eager, compiled = results[rank][False], results[rank][True]
+        assert compiled["graphs"] > 0  # something was traced: the comparison is not eager against eager
+        assert compiled["losses"] == pytest.approx(eager["losses"], abs=1e-4)
+        for key, value in eager["state"].items():
+            assert torch.allclose(compiled["state"][key].float(), value.float(), atol=1e-4), (rank, key)
+    # DDP kept the ranks in step: the same parameters (both encoders) and the same queue of gathered keys; only
+    # each rank's BatchNorm statistics are its own
+    first, second = results[0][True], results[1][True]
+    shared = first["parameters"] + [key for key in first["state"] if key.startswith("queue.")]
+    assert any(key.startswith("queue.") for key in shared)
+    for key in shared:
+        assert torch.allclose(second["state"][key].float(), first["state"][key].float(), atol=1e-5), key
 
 
 def test_fit_compiled_checkpoints_and_exports_as_the_eager_run(zoo_home, tmp_path, monkeypatch):
