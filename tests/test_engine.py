@@ -1,6 +1,7 @@
 """The engine end to end: train the smoke preset, log, checkpoint, resume, export, DDP."""
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -211,6 +212,16 @@ def test_lr_schedule_warms_up_linearly_then_follows_cosine_or_steps():
     assert step[[119 * 5, 120 * 5, 160 * 5]] == pytest.approx([1.0, 0.1, 0.01])
     ending = lr_schedule(Config(lr=1.0, lr_end=0.1, epochs=1, schedule="cosine"), steps_per_epoch=1000)
     assert ending[-1] == pytest.approx(0.1, abs=1e-5)
+
+
+def test_the_per_epoch_cosine_is_mocos_adjust_learning_rate():
+    held = lr_schedule(Config(lr=0.03, epochs=200, schedule="cosine-epoch"), steps_per_epoch=5)
+    for epoch in (0, 1, 100, 199):  # main_moco.py: lr = base x 0.5 x (1 + cos(pi epoch / epochs)), once an epoch
+        assert held[epoch * 5:epoch * 5 + 5] == pytest.approx([0.03 * 0.5 * (1 + math.cos(math.pi * epoch / 200))] * 5)
+    warmed = lr_schedule(Config(lr=1.0, epochs=4, warmup_epochs=1.5, schedule="cosine-epoch"), steps_per_epoch=4)
+    per_step = lr_schedule(Config(lr=1.0, epochs=4, warmup_epochs=1.5, schedule="cosine"), steps_per_epoch=4)
+    assert warmed[:6] == pytest.approx(per_step[:6])  # the warm-up rises step by step
+    assert warmed[6:8] == pytest.approx([1.0, 1.0]) and warmed[8:12] == pytest.approx([per_step[8]] * 4)
 
 
 def test_lr_scales_with_the_batch_as_the_preset_says():

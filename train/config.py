@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-CHOICES = dict(optimizer=("sgd", "lars", "adamw"), schedule=("step", "cosine"), lr_scaling=("none", "linear", "sqrt"))
+CHOICES = dict(optimizer=("sgd", "lars", "adamw"), schedule=("step", "cosine", "cosine-epoch"), lr_scaling=("none", "linear", "sqrt"))
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class Config:
     weight_decay: float = 5e-4
     weight_decay_end: float | None = None  # cosine from weight_decay to this over the run (DINO: 0.04 -> 0.4)
     exclude_norm_bias: bool = False  # biases and norm layers: no weight decay, no LARS trust ratio
-    schedule: str = "step"  # "step": x0.1 at each milestone epoch; "cosine": to lr_end after warm-up
+    schedule: str = "step"  # "step": x0.1 at each milestone epoch; "cosine": to lr_end after warm-up, per step;
+    # "cosine-epoch": the same cosine read at each epoch's start and held through the epoch (MoCo v2's code)
     milestones: tuple = ()
     lr_factors: tuple = ()  # lr = base x lr_factors[i] from milestone i on (default x0.1 at each milestone)
     warmup_epochs: float = 0  # may be a fraction: a short CPU run warms up over part of an epoch

@@ -41,10 +41,20 @@ def base_lr(cfg: Config) -> float:
     return cfg.lr * {"none": 1.0, "linear": cfg.batch_size / 256, "sqrt": math.sqrt(cfg.batch_size)}[cfg.lr_scaling]
 
 
+def cosine_per_epoch(per_step: np.ndarray, steps_per_epoch: int, warmup: int = 0) -> np.ndarray:
+    """A per-step cosine held at its value at each epoch's start (from the end of the warm-up on): MoCo's
+    ``adjust_learning_rate``, lr = base x (1 + cos(pi epoch / epochs)) / 2, called once per epoch."""
+    step = np.arange(len(per_step))
+    held = per_step[np.maximum(step // steps_per_epoch * steps_per_epoch, warmup)]
+    return np.where(step < warmup, per_step, held)
+
+
 def lr_schedule(cfg: Config, steps_per_epoch: int) -> np.ndarray:
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     if cfg.schedule == "cosine":
         return cosine(base_lr(cfg), cfg.lr_end, total, warmup)
+    if cfg.schedule == "cosine-epoch":
+        return cosine_per_epoch(cosine(base_lr(cfg), cfg.lr_end, total, warmup), steps_per_epoch, warmup)
     return steps(base_lr(cfg), cfg.milestones, steps_per_epoch, total, warmup, cfg.lr_factors)
 
 

@@ -22,7 +22,7 @@ class SplitBatchNorm(nn.BatchNorm2d):
     i + 2 splits, ... normalise together); the running statistics are the mean over the groups, and in
     eval mode it is plain BatchNorm2d. Its state dict is BatchNorm2d's, so a model keeps timm's keys.
 
-    The authors' code repeats the running statistics for the groups and averages the groups' copies back
+    The authors' CIFAR demo repeats the running statistics for the groups and averages the groups' copies back
     after every step. The running average r <- (1 - momentum) r + momentum b is linear in r, so the groups
     may as well keep their own copies (``split_mean``, ``split_var``, not saved) and be averaged only when
     the statistics are read: in eval mode and in the state dict. That is the same mean, four tensor

@@ -83,7 +83,8 @@ PAPER_METHOD = dict(dim=128, queue_size=65536, momentum=0.999, temperature=0.07,
 # Fashion-MNIST at 32 px on a CPU: the paper's method on a ResNet-18 with the authors' init (see InstDisc's
 # presets), 8 BatchNorm groups of 32 as the paper's 8 GPUs held, a queue of 4096 (the 60k images fill 65536 in
 # a single epoch, and keys that old come from a very different encoder in a run this short), momentum 0.99 (0.999
-# averages the key encoder over about 1000 steps: the whole run of 4 x 235), and a cosine schedule
+# averages the key encoder over about 1000 steps: the whole run of 4 x 234), and, as the authors' CIFAR demo,
+# wd 5e-4 and a cosine schedule (per step: see MoCo v2's CPU preset)
 CPU = dict(arch="resnet18", model_args=TORCHVISION_INIT, image_size=32, batch_size=256, lr=0.03,
            weight_decay=5e-4, schedule="cosine", knn_subset=10000,
            method=dict(PAPER_METHOD, queue_size=4096, momentum=0.99))
