@@ -152,6 +152,7 @@ def trained_method(run: lineage.Run, data: datasets.Data) -> tuple[nn.Module, Pr
     """The finished run's method, from its last checkpoint, and its preprocessing."""
     state = torch.load(run.folder / CHECKPOINT, map_location="cpu", weights_only=True)
     cfg = Config(**state["config"])
+    data = datasets.as_fed(data, cfg.normalize)
     method = METHODS[run.method].build(cfg, len(data.train), data.mean, data.std)
     method.load_state_dict(state["model"])
     return method.eval(), Preprocess(cfg.image_size, data.mean, data.std)

@@ -84,7 +84,7 @@ def smoke(name: str, preset: str, root: Path, device: torch.device, epochs: int)
     seconds = time.perf_counter() - began
     rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     losses = [float(row["loss"]) for row in rows]
-    data = datasets.load(cfg.dataset, cfg.image_size, cfg.subset, cfg.seed)
+    data = datasets.as_fed(datasets.load(cfg.dataset, cfg.image_size, cfg.subset, cfg.seed), cfg.normalize)
     preprocess = Preprocess(cfg.image_size, data.mean, data.std, data.crop_pct).to(device)
     model = zoo.load(str(folder)).to(device)
     with torch.no_grad():

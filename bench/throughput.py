@@ -35,6 +35,7 @@ def first_batch(name: str, data: datasets.Data, batch: int):
     its own training set and an unshuffled loader: the first ``batch`` images, as the bare step's."""
     torch.manual_seed(0)
     cfg = METHODS[name].PRESETS["fmnist"].override(batch_size=batch)
+    data = datasets.as_fed(data, cfg.normalize)
     method = METHODS[name].build(cfg, len(data.train), data.mean, data.std)
     loader, sampler = training_loader(training_set(data, method), cfg, 0, 1, CPU)
     sampler.shuffle = False

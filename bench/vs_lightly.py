@@ -28,7 +28,8 @@ images) measures its backbone. The goal is at least 1.2x lightly's throughput at
 What is not the same (each side keeps its own library's parts): the projection heads' init and, for
 SimCLR, the last BatchNorm's shift (ours keeps it at 0, as the authors; lightly's learns it); lightly's
 LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||, and its lr after
-the momentum buffer against ours inside it (the authors' "classic" momentum); the layout of
+the momentum buffer against ours inside it (the authors' "classic" momentum); SimCLR's crop boxes (ours
+TensorFlow's, as the authors' code, lightly's torchvision's: the same scale and ratio); the layout of
 the convolutions (our engine trains channels-last, ``train.engine.on_device``; lightly's loop keeps
 PyTorch's default); for SimCLR, the colour jitter's brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
 additive brightness, contrast about each channel's mean, HSV saturation; lightly's are torchvision's); and
@@ -370,6 +371,7 @@ class Result:
 def measure(name: str, data, device, workers: int, repeats: int, warmup: int, steps: int, epochs: int,
             seeds: int = 1, compiled: bool = False) -> Result:
     cfg = preset(name)
+    data = datasets.as_fed(data, cfg.normalize)  # both sides' views and the kNN as the recipe feeds them
     sides = [Ours(name, cfg, data, device, compiled), Lightly(name, cfg, data, device, workers)]
     rates = {side.label: [] for side in sides}
     for repeat in range(repeats):
@@ -444,7 +446,8 @@ lr at every step, weight decay and steps. Images per second end to end (loading 
 
 Not equalised (each side keeps its library's parts): the projection heads' init and SimCLR's last BatchNorm
 shift (learnt by lightly's head, kept at 0 by ours); LARS's trust ratio (lightly's eta ||w|| / (||g|| + wd ||w||),
-ours eta ||w|| / ||g + wd w||) and its lr (lightly's after the momentum buffer, ours inside it as the authors'); the convolutions' layout (ours channels-last, lightly's the default) and
+ours eta ||w|| / ||g + wd w||) and its lr (lightly's after the momentum buffer, ours inside it as the authors');
+SimCLR's crop boxes (ours TensorFlow's as the authors', lightly's torchvision's, the same ranges); the convolutions' layout (ours channels-last, lightly's the default) and
 SimCLR's brightness, contrast and saturation (ours as v1's TensorFlow code, lightly's as torchvision); resampling (PIL with antialiasing, ours bilinear without it). lightly's SimCLR loss is doubled to equal ours
 (the authors' sum of both directions).
 """

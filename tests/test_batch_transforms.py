@@ -50,6 +50,80 @@ def test_a_crop_box_that_never_fits_falls_back_to_torchvisions_centre_crop():
     assert boxes.tolist() == [[left, top, w, h]] * 5
 
 
+def tf_crop_box(height: int, width: int, scale, ratio, rng, tries: int = 100, covered: float = 0.1):
+    """TensorFlow's sample_distorted_bounding_box (GenerateRandomCrop, then the overlap check), one image at a
+    time as the C++ kernel runs: the oracle for the batched sampler. (left, top, w, h)."""
+    low, high = scale[0] * height * width, scale[1] * height * width
+    for _ in range(tries):
+        aspect = rng.uniform(*ratio)
+        h, top_h = round(math.sqrt(low / aspect)), round(math.sqrt(high / aspect))
+        if round(top_h * aspect) > width:
+            top_h = int((width + 0.5 - 1e-7) / aspect)
+            top_h -= round(top_h * aspect) > width
+        top_h = min(top_h, height)
+        h = min(h, top_h)
+        h += rng.randint(0, top_h - h)
+        w = round(h * aspect)
+        if w * h < low:
+            h += 1
+            w = round(h * aspect)
+        if w * h > high:
+            h -= 1
+            w = round(h * aspect)
+        if low <= w * h <= high and 0 < w <= width and 0 < h <= height and w * h >= covered * height * width:
+            return rng.randrange(max(width - w, 1)), rng.randrange(max(height - h, 1)), w, h
+    return 0, 0, width, height
+
+
+@pytest.mark.parametrize("height, width", [(28, 28), (224, 160)])
+def test_tensorflow_crop_boxes_follow_the_kernels_distribution(height, width):
+    import random
+
+    torch.manual_seed(0)
+    rng, scale, ratio, n = random.Random(0), (0.08, 1.0), (3 / 4, 4 / 3), 20000
+    ours = T.distorted_crop_boxes(n, height, width, scale, ratio, "cpu")
+    left, top, w, h = ours.unbind(1)
+    assert (left >= 0).all() and (top >= 0).all() and (left + w <= width).all() and (top + h <= height).all()
+    assert (w * h >= 0.1 * height * width).all()  # min_object_covered: nothing under a tenth of the image
+    theirs = torch.tensor([tf_crop_box(height, width, scale, ratio, rng) for _ in range(n)], dtype=torch.float)
+    for mine, kernels in [(w * h, theirs[:, 2] * theirs[:, 3]), (w / h, theirs[:, 2] / theirs[:, 3]),
+                          (left, theirs[:, 0]), (top, theirs[:, 1])]:
+        assert ks_distance(mine, kernels) < 0.02
+
+
+def test_tensorflow_crops_draw_the_height_uniformly_so_small_crops_are_more_frequent_than_torchvisions():
+    torch.manual_seed(0)
+    n, side = 20000, 100
+    tf_boxes = T.distorted_crop_boxes(n, side, side, (0.08, 1.0), (1.0, 1.0), "cpu")
+    heights = tf_boxes[:, 3]
+    # h uniform on round(sqrt(800)) = 28 .. 100, less the heights under a tenth of the image (h < 32)
+    assert heights.min() == 32 and heights.max() == 100 and (tf_boxes[:, 2] == heights).all()
+    assert heights.mean().item() == pytest.approx(66.0, abs=0.5)
+    small = lambda boxes: (boxes[:, 2] * boxes[:, 3] < 0.3 * side * side).float().mean().item()  # noqa: E731
+    assert small(tf_boxes) == pytest.approx(23 / 69, abs=0.015)  # h in 32 .. 54
+    tv_boxes = T.resized_crop_boxes(n, side, side, (0.08, 1.0), (1.0, 1.0), "cpu")
+    assert small(tv_boxes) == pytest.approx(0.22 / 0.92, abs=0.015)  # the area uniform on [0.08, 1]
+    partial = tf_boxes[heights < side]  # TF's offsets: uniform in [0, side - h), never flush with the far edge
+    assert (partial[:, 0] + partial[:, 2] < side).all() and (partial[:, 1] + partial[:, 3] < side).all()
+
+
+def test_a_tensorflow_crop_that_never_covers_enough_is_the_whole_image():
+    boxes = T.distorted_crop_boxes(4, 30, 20, (0.01, 0.05), (3 / 4, 4 / 3), "cpu")
+    assert boxes.tolist() == [[0.0, 0.0, 20.0, 30.0]] * 4
+
+
+def test_a_tensorflow_crop_of_an_image_file_is_resized_bicubically_to_the_views_size():
+    from PIL import Image
+
+    from train.augment import Crop
+    torch.manual_seed(0)
+    image = Image.fromarray(torch.randint(0, 256, (50, 70, 3), dtype=torch.uint8).numpy())
+    crop = Crop(32, sampler="tensorflow")
+    out = crop.on_cpu()(image)
+    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
+    assert isinstance(crop.on_device(), T.RandomResizedCrop) and crop.on_device().boxes is T.distorted_crop_boxes
+
+
 def test_resized_crop_equals_torchvisions_crop_then_resize():
     torch.manual_seed(0)
     images = torch.rand(3, 3, 28, 28)
@@ -148,7 +222,7 @@ def test_host_syncs_are_detected():
 
 @pytest.mark.parametrize("views", [
     lambda: StrongAugment(32, MEAN, STD, scale=(0.2, 1.0), jitter=colour_jitter(0.4, 0.4, 0.4, 0.1), blur=0.5),
-    lambda: StrongAugment(32, MEAN, STD, jitter=ColourJitterTF(*simclr_jitter(1.0)), blur=0.5),
+    lambda: StrongAugment(32, MEAN, STD, jitter=ColourJitterTF(*simclr_jitter(1.0)), blur=0.5, sampler="tensorflow"),
     lambda: InstanceAugment(32, MEAN, STD),
 ])
 def test_the_views_of_every_recipe_are_made_without_a_host_sync(views):

@@ -113,6 +113,22 @@ def test_lars_step_on_simclrs_groups_is_the_hand_computed_trust_ratio_with_norms
     assert all(p.lars_classic_momentum for m in (simclr, simclrv2) for p in m.PRESETS.values())
 
 
+def test_a_recipe_without_normalisation_is_fed_rgb_in_0_1():
+    from train.data import as_fed
+    data = Data([], [], torch.zeros(0), torch.zeros(0), (0.3,) * 3, (0.35,) * 3, 1.0)
+    assert as_fed(data, True) is data
+    raw = as_fed(data, False)
+    assert (raw.mean, raw.std) == ((0.0,) * 3, (1.0,) * 3) and (data.mean, data.std) == ((0.3,) * 3, (0.35,) * 3)
+
+
+def test_the_views_are_the_authors_unnormalised_rgb_in_tensorflows_crops():
+    assert not any(p.normalize for m in (simclr, simclrv2) for p in m.PRESETS.values())  # data_util: no mean or std
+    views = simclr.augment(32, (0.0,) * 3, (1.0,) * 3, strength=0.5, blur=0.0)
+    assert views.crops[0].sampler == "tensorflow"
+    out = views(torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8))
+    assert out.min() >= 0 and out.max() <= 1 and out.max() > 0.5  # RGB in [0, 1], as the authors feed it
+
+
 def test_presets_follow_the_papers_numbers():
     v1, v2 = simclr.PRESETS["paper"], simclrv2.PRESETS["paper"]
     assert (v1.batch_size, v1.lr, v1.lr_scaling, v1.weight_decay, v1.warmup_epochs) == (4096, 0.3, "linear", 1e-6, 10)
@@ -160,6 +176,9 @@ def test_training_v2_exports_both_models_each_with_its_card(zoo_home, tmp_path):
     assert train.__main__.main(["simclrv2", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 0
     encoder = zoo.load("simclrv2-resnet18-fmnist-smoke")
     projected = zoo.load("simclrv2-resnet18-fmnist-smoke-projected")
+    for name in ("simclrv2-resnet18-fmnist-smoke", "simclrv2-resnet18-fmnist-smoke-projected"):
+        info = zoo.info(name)  # trained on unnormalised RGB: so is each export fed
+        assert info["mean"] == pytest.approx((0.0,) * 3) and info["std"] == pytest.approx((1.0,) * 3)
     x = torch.randn(2, 3, 32, 32)
     assert encoder(x).shape == projected(x).shape == (2, 512)
     assert isinstance(projected, Projected) and not isinstance(encoder, Projected)

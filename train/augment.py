@@ -21,23 +21,43 @@ from . import batch_transforms as T
 
 @dataclass(frozen=True)
 class Crop:
-    """A random resized crop: ``scale`` of the image's area, aspect ``ratio``, resized to ``size`` px."""
+    """A random resized crop: ``scale`` of the image's area, aspect ``ratio``, resized to ``size`` px, its box
+    drawn as torchvision's ``RandomResizedCrop`` or, with ``sampler="tensorflow"``, as TensorFlow's
+    ``sample_distorted_bounding_box`` in SimCLR's code (``train.batch_transforms.distorted_crop_boxes``)."""
 
     size: int
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (3 / 4, 4 / 3)
+    sampler: str = "torchvision"
 
     def on_device(self) -> nn.Module:
-        """The crop of a whole batch as one affine warp (torchvision's boxes, bilinear without antialiasing: the
-        in-memory images are small, and their crops are resized up)."""
-        return T.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio)
+        """The crop of a whole batch as one affine warp (bilinear without antialiasing: the in-memory images are
+        small, and their crops are resized up)."""
+        return T.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio, sampler=self.sampler)
 
     def on_cpu(self):
-        """The same crop as a torchvision transform of a PIL image, to a uint8 tensor."""
+        """The same crop as a transform of a PIL image, to a uint8 tensor."""
         from torchvision import transforms
 
-        return transforms.Compose([transforms.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio),
-                                   transforms.PILToTensor()])
+        crop = (transforms.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio)
+                if self.sampler == "torchvision" else DistortedCrop(self.size, self.scale, self.ratio))
+        return transforms.Compose([crop, transforms.PILToTensor()])
+
+
+class DistortedCrop:
+    """SimCLR's crop of one PIL image in a CPU worker: TensorFlow's box, resized bicubically (``crop_and_resize``)."""
+
+    def __init__(self, size: int, scale: tuple, ratio: tuple):
+        self.size, self.scale, self.ratio = size, scale, ratio
+
+    def __call__(self, image):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as F_image
+
+        box = T.distorted_crop_boxes(1, image.height, image.width, self.scale, self.ratio, "cpu")[0]
+        left, top, width, height = (int(v) for v in box.tolist())
+        return F_image.resized_crop(image, top, left, height, width, [self.size, self.size],
+                                    InterpolationMode.BICUBIC)
 
 
 class CropOnCPU:
@@ -126,17 +146,18 @@ class StrongAugment(nn.Module):
     [0.1, 2] with probability ``blur``. The recipes differ only in numbers:
 
     - MoCo v2: crop scale 0.2-1, jitter (0.4, 0.4, 0.4, 0.1), blur 0.5.
-    - SimCLR with colour strength s: crop scale 0.08-1, jitter (0.8s, 0.8s, 0.8s, 0.2s); blur 0.5 on
-      ImageNet (s = 1), none on CIFAR-10 (s = 0.5). SimCLR's jitter is the authors' TensorFlow one
+    - SimCLR with colour strength s: crop scale 0.08-1 with TensorFlow's boxes (``sampler``), jitter (0.8s,
+      0.8s, 0.8s, 0.2s); blur 0.5 on ImageNet (s = 1), none on CIFAR-10 (s = 0.5). SimCLR's jitter is the authors' TensorFlow one
       (``train.colour_tf``: additive brightness in v1, multiplicative in v2); MoCo v2's is torchvision's.
 
     Blur commutes with neither jitter nor greying exactly, but the papers put it after both, as here; the
     flip commutes with everything and comes last.
     """
 
-    def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5):
+    def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5,
+                 sampler: str = "torchvision"):
         super().__init__()
-        self.crops = [Crop(size, scale)]
+        self.crops = [Crop(size, scale, sampler=sampler)]
         self.jitter = jitter or colour_jitter(*simclr_jitter(1.0))
         ops = [self.crops[0].on_device(), self.jitter, T.RandomGrayscale(p=0.2)]
         if blur:

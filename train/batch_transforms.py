@@ -62,6 +62,42 @@ def resized_crop_boxes(n: int, height: int, width: int, scale, ratio, device, tr
     return torch.stack([left, top, w, h], dim=1)
 
 
+def distorted_crop_boxes(n: int, height: int, width: int, scale, ratio, device, tries: int = 100,
+                         covered: float = 0.1) -> torch.Tensor:
+    """TensorFlow's ``sample_distorted_bounding_box`` as SimCLR's ``crop_and_resize`` calls it (the whole image
+    is the object to cover), for ``n`` images at once: boxes [n, 4] as :func:`resized_crop_boxes` gives them.
+
+    Each try draws an aspect w / h uniformly in ``ratio`` (torchvision: log-uniformly), then an integer height
+    uniformly between the rounded heights of the smallest and the largest area of ``scale`` at that aspect (the
+    largest capped so that the box fits), and w = round(h x aspect), one pixel taller, then shorter, when the
+    rounding left the area outside ``scale``. The first try that fits and covers at least ``covered`` of the
+    image is kept; with none, the whole image. The height, not the area, is uniform: crops are small more often
+    than torchvision's (area density ~ 1 / sqrt(area)), and none is under ``covered``. Offsets are TF's, uniform
+    in [0, W - w), so only a crop as wide as the image touches its right edge (and likewise at the bottom)."""
+    area = float(height * width)
+    low, high = scale[0] * area, scale[1] * area
+    aspect = torch.empty(n, tries, device=device).uniform_(*ratio)
+    h, top_h = torch.sqrt(low / aspect).round(), torch.sqrt(high / aspect).round()
+    narrower = torch.floor((width + 0.5 - 1e-7) / aspect)  # the tallest box whose rounded width fits
+    narrower = torch.where((narrower * aspect).round() > width, narrower - 1, narrower)
+    top_h = torch.where((top_h * aspect).round() > width, narrower, top_h).clamp(max=height)
+    h = torch.minimum(h, top_h)
+    h = h + torch.floor(torch.rand(n, tries, device=device) * (top_h - h + 1))
+    w = (h * aspect).round()
+    h = torch.where(w * h < low, h + 1, h)  # rounding fixes, in TF's order
+    w = (h * aspect).round()
+    h = torch.where(w * h > high, h - 1, h)
+    w = (h * aspect).round()
+    fits = (w * h >= max(low, covered * area)) & (w * h <= high) & (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)
+    found = fits.any(dim=1)
+    w = torch.where(found, w.gather(1, first)[:, 0], float(width))
+    h = torch.where(found, h.gather(1, first)[:, 0], float(height))
+    left = torch.floor(torch.rand(n, device=device) * (width - w))
+    top = torch.floor(torch.rand(n, device=device) * (height - h))
+    return torch.stack([left, top, w, h], dim=1)
+
+
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Each image's box resized to ``size`` x ``size`` by bilinear sampling, in one ``grid_sample`` for the batch:
     output pixel c samples the input at x = left + (c + 1/2) w / size (pixel edges at integers, as torchvision's
@@ -83,16 +119,20 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class RandomResizedCrop(nn.Module):
-    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a batch."""
+SAMPLERS = {"torchvision": resized_crop_boxes, "tensorflow": distorted_crop_boxes}
 
-    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+
+class RandomResizedCrop(nn.Module):
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a batch; with ``sampler="tensorflow"`` the
+    boxes are TensorFlow's (:func:`distorted_crop_boxes`), as SimCLR's code draws them."""
+
+    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), sampler: str = "torchvision"):
         super().__init__()
-        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+        self.size, self.scale, self.ratio, self.boxes = size, tuple(scale), tuple(ratio), SAMPLERS[sampler]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, _, height, width = images.shape
-        boxes = resized_crop_boxes(n, height, width, self.scale, self.ratio, images.device)
+        boxes = self.boxes(n, height, width, self.scale, self.ratio, images.device)
         return resized_crop(images, boxes, self.size)
 
 

@@ -16,11 +16,10 @@ clipped to [0, 1] after every step; the whole distortion applies with ``p``. Bat
 (``train.batch_transforms.in_random_order``). On grey images (one channel) v2's distortion and torchvision's
 draw the same images: saturation and hue leave them as they are, and one channel's mean is the grey mean.
 
-The rest of SimCLR's views are torchvision's here (``train.augment.StrongAugment``), not its TensorFlow
-ones: the crop box is torchvision's (TF's ``sample_distorted_bounding_box`` makes up to 100 draws of the
-same area and aspect ranges with at least 10% of the image covered, and resizes bicubically), and the blur
-of the ImageNet recipe reflects the borders and draws a sigma per image (TF's ``batch_random_blur`` pads
-with zeros and draws one sigma for the batch).
+SimCLR's crop boxes are TensorFlow's too (``train.batch_transforms.distorted_crop_boxes``), resized bilinearly
+on the device (TF: bicubically; image files cut on CPU workers are resized bicubically). The blur of the
+ImageNet recipe is not TF's: it reflects the borders and draws a sigma per image (TF's ``batch_random_blur``
+pads with zeros and draws one sigma for the batch).
 """
 from __future__ import annotations
 

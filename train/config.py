@@ -33,6 +33,7 @@ class Config:
     warmup_epochs: float = 0  # may be a fraction: a short CPU run warms up over part of an epoch
     clip_grad: float = 0.0  # max gradient norm (0: no clipping)
     method: dict = field(default_factory=dict)  # the method's own hyper-parameters
+    normalize: bool = True  # False: views and export take RGB in [0, 1], unnormalised (SimCLR's TensorFlow code)
     knn_subset: int = 0  # kNN monitor on a seeded random N train / N // 4 test images each epoch (0: all)
     log_every: int = 50  # steps between bringing the loss and the method's logs to the host
     seed: int = 0

@@ -8,7 +8,7 @@ from the full-resolution image; evaluation (kNN, prefill) sees the resized centr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -156,3 +156,13 @@ def load(name: str, size: int, subset: int = 0, seed: int = 0) -> Data:
         files = Subset(files, kept) if files is not None else None
     return Data(train, test, labels(train), labels(test), tuple(stats["mean"]), tuple(stats["std"]), crop_pct,
                 files)
+
+
+RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def as_fed(data: Data, normalize: bool) -> Data:
+    """The data as a recipe feeds it (``Config.normalize``): normalised by its statistics, or RGB in [0, 1]
+    (mean 0, std 1) as SimCLR's TensorFlow code feeds it. The views, the kNN monitor and the export's
+    preprocessing all read the statistics from here."""
+    return data if normalize else replace(data, **RAW)

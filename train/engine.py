@@ -190,7 +190,7 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state, cfg = restore(out, cfg, resume, rank)
-    data = datasets.load(cfg.dataset, cfg.image_size, cfg.subset, cfg.seed)
+    data = datasets.as_fed(datasets.load(cfg.dataset, cfg.image_size, cfg.subset, cfg.seed), cfg.normalize)
     torch.manual_seed(cfg.seed)  # the same initial weights and memory bank on every rank
     model = on_device(METHODS[method].build(cfg, len(data.train), data.mean, data.std), device)
     loader, sampler = training_loader(training_set(data, model), cfg, rank, world, device)

@@ -79,12 +79,12 @@ class SimCLR(Method):
 
 
 def augment(size: int, mean, std, strength: float = 1.0, blur: float = 0.5, impl: str = "simclrv1") -> StrongAugment:
-    """The authors' pretraining views: crop (area 0.08-1), flip, colour distortion of ``strength`` with
-    p 0.8, grayscale 0.2, blur with p ``blur`` (ImageNet 0.5, CIFAR-10 none). ``impl`` is the authors'
-    switch of the same name in the TensorFlow jitter (``train.colour_tf``): v1's additive brightness or v2's
-    multiplicative one."""
+    """The authors' pretraining views: crop (area 0.08-1, TensorFlow's boxes as their ``crop_and_resize``), flip,
+    colour distortion of ``strength`` with p 0.8, grayscale 0.2, blur with p ``blur`` (ImageNet 0.5, CIFAR-10
+    none). ``impl`` is the authors' switch of the same name in the TensorFlow jitter (``train.colour_tf``): v1's
+    additive brightness or v2's multiplicative one."""
     jitter = ColourJitterTF(*simclr_jitter(strength), p=0.8, impl=impl)
-    return StrongAugment(size, mean, std, scale=(0.08, 1.0), jitter=jitter, blur=blur)
+    return StrongAugment(size, mean, std, scale=(0.08, 1.0), jitter=jitter, blur=blur, sampler="tensorflow")
 
 
 def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
@@ -94,7 +94,10 @@ def build(cfg: Config, num_images: int, mean, std) -> SimCLR:
 
 
 PAPER_METHOD = dict(dim=128, head_layers=2, temperature=0.1, strength=1.0, blur=0.5)
-LARS = dict(optimizer="lars", momentum=0.9, lars_classic_momentum=True, exclude_norm_bias=True, schedule="cosine")
+# what google-research/simclr does in every recipe: LARS with classic momentum, sparing BN and biases, a cosine
+# schedule, and RGB in [0, 1] without mean or std (its data_util only converts the dtype)
+AUTHORS_CODE = dict(optimizer="lars", momentum=0.9, lars_classic_momentum=True, exclude_norm_bias=True,
+                    schedule="cosine", normalize=False)
 # Fashion-MNIST at 32 px on a CPU follows the authors' CIFAR-10 recipe (v1's README at 85e8552: batch 512, LARS
 # lr 1.0 x B/256, wd 1e-6, colour strength 0.5, no blur) for a few epochs, with half an epoch of warm-up (the
 # command's 1% of the epochs would be under 5 steps of 4 epochs). The network is the lineage's, shared by every
@@ -103,7 +106,7 @@ LARS = dict(optimizer="lars", momentum=0.9, lars_classic_momentum=True, exclude_
 # paper preset, zero-initialises each block's last BN). One number is the ImageNet recipe's instead: T = 0.1,
 # not the CIFAR command's 0.5, which in 4 epochs stays below raw pixels (78.30% kNN against 79.13%) where 0.1
 # reaches 82.06% (bench.claims "simclr-temperature", the paper's Table 5)
-CPU = dict(LARS, arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=1.0,
+CPU = dict(AUTHORS_CODE, arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=1.0,
            lr_scaling="linear", weight_decay=1e-6, warmup_epochs=0.5, knn_subset=10000,
            method=dict(PAPER_METHOD, strength=0.5, blur=0.0))
 
@@ -114,7 +117,7 @@ PRESETS = {
     # the ImageNet recipe (Sec. 3 and B.9; README): ResNet-50, batch 4096, LARS lr 0.3 x B/256 = 4.8, wd 1e-6,
     # 10 warm-up epochs then cosine, T = 0.1, colour strength 1, blur; 1000 epochs as the released ResNet-50 (1x)
     # (the ablations train 100)
-    "paper": Config(**LARS, arch="resnet50", dataset="imagenet", image_size=224, epochs=1000, batch_size=4096,
+    "paper": Config(**AUTHORS_CODE, arch="resnet50", dataset="imagenet", image_size=224, epochs=1000, batch_size=4096,
                     lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_epochs=10, method=PAPER_METHOD,
                     knn_subset=50000, workers=8),
 }

@@ -24,7 +24,7 @@ from ..blocks.queue import Queue
 from ..config import Config
 from .base import make_backbone
 from .simclr import CPU as V1_CPU
-from .simclr import LARS
+from .simclr import AUTHORS_CODE
 from .simclr import PAPER_METHOD as V1_METHOD
 from .simclr import SimCLR, augment
 
@@ -74,11 +74,11 @@ PRESETS = {
     # the paper's recipe (Sec. 4), as the released 800-epoch checkpoints were trained: ResNet-50, batch 4096, LARS
     # lr 0.1 x sqrt(B) = 6.4, wd 1e-4, warm-up over 5% of the epochs (40) then cosine, T = 0.1, the 3-layer head;
     # memory=65536 adds the paper's MoCo-style memory
-    "paper": Config(**LARS, arch="resnet50", dataset="imagenet", image_size=224, epochs=800, batch_size=4096,
+    "paper": Config(**AUTHORS_CODE, arch="resnet50", dataset="imagenet", image_size=224, epochs=800, batch_size=4096,
                     lr=0.1, lr_scaling="sqrt", weight_decay=1e-4, warmup_epochs=40, method=PAPER_METHOD,
                     knn_subset=50000, workers=8),
     # the authors' README command (tf2): 100 epochs, lr 0.075 x sqrt(B) = 4.8, the code's 10 warm-up epochs
-    "paper-100ep": Config(**LARS, arch="resnet50", dataset="imagenet", image_size=224, epochs=100, batch_size=4096,
+    "paper-100ep": Config(**AUTHORS_CODE, arch="resnet50", dataset="imagenet", image_size=224, epochs=100, batch_size=4096,
                           lr=0.075, lr_scaling="sqrt", weight_decay=1e-4, warmup_epochs=10, method=PAPER_METHOD,
                           knn_subset=50000, workers=8),
 }
