@@ -67,7 +67,8 @@ def kornia_twin(views: torch.nn.Module) -> KorniaTwin | None:
 def sides(name: str, images: torch.Tensor, device: torch.device, with_kornia: bool) -> dict:
     """Each side's views of ``images`` as a timed step, and how many views a call makes."""
     cfg = METHODS[name].PRESETS["fmnist"]
-    views = METHODS[name].build(cfg, BATCH, (0.286,) * 3, (0.353,) * 3).augment.to(device)
+    stats = datasets.FMNIST_STATS if cfg.normalize else datasets.RAW  # as the recipe feeds its views
+    views = METHODS[name].build(cfg, BATCH, stats["mean"], stats["std"]).augment.to(device)
     out = {"ours": views}
     if with_kornia and (theirs := kornia_twin(views)):
         out["kornia"] = theirs.to(device)
