@@ -67,7 +67,7 @@ def kornia_twin(views: torch.nn.Module) -> KorniaTwin | None:
 def sides(name: str, images: torch.Tensor, device: torch.device, with_kornia: bool) -> dict:
     """Each side's views of ``images`` as a timed step, and how many views a call makes."""
     cfg = METHODS[name].PRESETS["fmnist"]
-    stats = datasets.FMNIST_STATS if cfg.normalize else datasets.RAW  # as the recipe feeds its views
+    stats = datasets.fed_stats(datasets.FMNIST_STATS, cfg.normalize)
     views = METHODS[name].build(cfg, BATCH, stats["mean"], stats["std"]).augment.to(device)
     out = {"ours": views}
     if with_kornia and (theirs := kornia_twin(views)):

@@ -114,9 +114,11 @@ def test_lars_step_on_simclrs_groups_is_the_hand_computed_trust_ratio_with_norms
 
 
 def test_a_recipe_without_normalisation_is_fed_rgb_in_0_1():
-    from train.data import as_fed
+    from train.data import FMNIST_STATS, as_fed, fed_stats
     data = Data([], [], torch.zeros(0), torch.zeros(0), (0.3,) * 3, (0.35,) * 3, 1.0)
-    assert as_fed(data, True) is data
+    kept = as_fed(data, True)
+    assert (kept.mean, kept.std, kept.train) == (data.mean, data.std, data.train)
+    assert fed_stats(FMNIST_STATS, True) == FMNIST_STATS and fed_stats(FMNIST_STATS, False)["std"] == (1.0,) * 3
     raw = as_fed(data, False)
     assert (raw.mean, raw.std) == ((0.0,) * 3, (1.0,) * 3) and (data.mean, data.std) == ((0.3,) * 3, (0.35,) * 3)
 

@@ -87,6 +87,27 @@ def test_a_sha256_mismatch_names_both_digests_and_keeps_no_file(server, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [".r.pth.lock"]  # neither the file nor a partial to resume
 
 
+def test_the_md5_prefix_an_authors_readme_publishes_is_checked(server, tmp_path):
+    md5 = hashlib.md5(DATA).hexdigest()
+    dest = zoo.download.fetch(server.url("/files/release.pth"), tmp_path / "r.pth", md5=md5[:8].upper(), progress=False)
+    assert dest.read_bytes() == DATA
+    wrong = format((int(md5[:8], 16) + 1) % 16 ** 8, "08x")  # one digit off
+    with pytest.raises(zoo.ZooError, match=f"MD5 mismatch .* records {wrong}, the download is {md5}") as error:
+        zoo.download.fetch(server.url("/files/release.pth"), tmp_path / "s.pth", md5=wrong, progress=False)
+    assert "Fix:" in str(error.value) and not (tmp_path / "s.pth").exists()
+
+
+def test_the_moco_releases_carry_the_md5_prefixes_of_the_authors_readme_into_the_check(server, zoo_home,
+                                                                                      monkeypatch):
+    assert {n: ENTRIES[n].md5 for n in ("moco-v1-r50", "moco-v2-r50", "moco-v2-r50-800ep")} == {
+        "moco-v1-r50": "b251726a", "moco-v2-r50": "59fd9945", "moco-v2-r50-800ep": "a04e12f8"}
+    monkeypatch.setitem(ENTRIES, "moco-v1-r50", dataclasses.replace(ENTRIES["moco-v1-r50"],
+                                                                   release=server.url("/files/release.pth")))
+    with pytest.raises(zoo.ZooError, match="MD5 mismatch .* records b251726a"):  # DATA is not the authors' file
+        zoo.download.release("moco-v1-r50", progress=False)
+    assert "MD5 prefix `b251726a`" in card.for_entry(ENTRIES["moco-v1-r50"])
+
+
 def test_a_cached_file_that_fails_its_check_is_not_trusted(server, tmp_path):
     dest = tmp_path / "r.pth"
     dest.write_bytes(b"tampered")

@@ -161,8 +161,13 @@ def load(name: str, size: int, subset: int = 0, seed: int = 0) -> Data:
 RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
+def fed_stats(stats: dict, normalize: bool) -> dict:
+    """The mean and std a recipe feeds its network (``Config.normalize``): the data's own, or those of RGB in
+    [0, 1] (mean 0, std 1) as SimCLR's TensorFlow code feeds it."""
+    return stats if normalize else RAW
+
+
 def as_fed(data: Data, normalize: bool) -> Data:
-    """The data as a recipe feeds it (``Config.normalize``): normalised by its statistics, or RGB in [0, 1]
-    (mean 0, std 1) as SimCLR's TensorFlow code feeds it. The views, the kNN monitor and the export's
-    preprocessing all read the statistics from here."""
-    return data if normalize else replace(data, **RAW)
+    """The data with the statistics its recipe feeds (:func:`fed_stats`): the views, the kNN monitor and the
+    export's preprocessing all read them from here."""
+    return replace(data, **fed_stats(dict(mean=data.mean, std=data.std), normalize))

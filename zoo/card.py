@@ -106,7 +106,9 @@ def for_entry(entry) -> str:
         top1 = "not recorded in the registry"
     weights_licence = (f"{entry.licence}, as the authors released the weights (card metadata: `{licence}`)"
                        if entry.licence else "not recorded in the registry: check the authors' release before use")
-    checksum = f"SHA-256 `{entry.sha256}`" if entry.sha256 else "no SHA-256 recorded yet"
+    digests = [f"SHA-256 `{entry.sha256}`"] if entry.sha256 else []
+    digests += [f"MD5 prefix `{entry.md5}`, as the authors publish it"] if entry.md5 else []
+    checksum = "; ".join(digests) or "no digest recorded yet"
     size = f", {entry.size} bytes" if entry.size else ""
     lines = [
         f"---\n{data.to_yaml()}\n---", f"# {entry.name}", "", entry.description, "",
@@ -119,7 +121,7 @@ def for_entry(entry) -> str:
         f"| Authors' release | {entry.release or 'not recorded'}; {checksum}{size} |",
         "", "## How it was converted and verified", "",
         (f"- `python -m zoo convert {entry.name}` downloads the release (resuming an interrupted download)"
-         + (" and checks its size and SHA-256" if entry.sha256 else "") + ", or takes the file given with `--src`."
+         + (" and checks its digest" if entry.sha256 or entry.md5 else "") + ", or takes the file given with `--src`."
          if is_link(entry.release) else
          f"- `python -m zoo convert {entry.name} --src FILE` takes the authors' file (the registry records no "
          "direct download).")

@@ -1,7 +1,7 @@
 """Fetching the authors' release files: resumable, checked, and written atomically.
 
 ``fetch`` streams a URL into ``DEST.partial`` and renames it to ``DEST`` only once it is whole and
-matches the size and SHA-256 the registry records. An interrupted download leaves the partial file,
+matches the size and digests the registry records (a SHA-256, or the MD5 prefix an authors' README publishes). An interrupted download leaves the partial file,
 which the next run continues with an HTTP Range request (a server that ignores the Range, or says the
 file changed since, gets the download restarted from byte 0). Only the standard library speaks HTTP
 here, so this works with every huggingface-hub the project allows; the progress bar is huggingface-hub's.
@@ -21,13 +21,14 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from .checkpoint import fsync, sha256_of
+from .checkpoint import fsync
 from .registry import ENTRIES, ZooError, suggest
 
 CHUNK = 1 << 20
 RETRIES = 3  # further attempts after an interrupted transfer, each resuming where the last one stopped
 USER_AGENT = "contrastive-zoo (python -m zoo convert)"
 DOWNLOADS = ".downloads"  # under the zoo home: the cache of release files
+DIGEST_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
 
 
 class _Interrupted(Exception):
@@ -38,19 +39,20 @@ def is_url(text: str) -> bool:
     return bool(re.fullmatch(r"https?://\S+", text or ""))
 
 
-def fetch(url: str, dest: Path, sha256: str = "", size: int = 0, *, progress: bool = True,
+def fetch(url: str, dest: Path, sha256: str = "", size: int = 0, *, md5: str = "", progress: bool = True,
           timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``; a ``dest`` already there that passes the checks is kept.
 
-    ``sha256`` and ``size`` (when known, i.e. non-empty and non-zero) are what the file must match: a file
-    that does not is deleted, never put at ``dest``, and a ZooError names both values and the fix.
+    ``sha256``, ``md5`` (a prefix of the digest is enough: MoCo's README publishes eight hex digits) and
+    ``size``, when known (non-empty, non-zero), are what the file must match: a file that does not is deleted,
+    never put at ``dest``, and a ZooError names both values and the fix.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    sha256 = sha256.strip().lower()
+    digests = {name: value.strip().lower() for name, value in (("sha256", sha256), ("md5", md5)) if value.strip()}
     with _locked(dest):
         if dest.is_file():
-            if _passes(dest, sha256, size):
+            if _passes(dest, digests, size):
                 return dest
             dest.unlink()  # changed since it was checked: download it again rather than trust it
         from huggingface_hub import constants
@@ -69,7 +71,7 @@ def fetch(url: str, dest: Path, sha256: str = "", size: int = 0, *, progress: bo
                     raise ZooError(f"Downloading {url} stopped {RETRIES + 1} times ({error}); {have} bytes are kept "
                                    f"in {partial}. Fix: run the same command again to resume.") from None
                 time.sleep(min(0.5 * 2 ** attempt, 4.0))
-        _check(partial, url, sha256, size)
+        _check(partial, url, digests, size)
         fsync(partial)
         os.replace(partial, dest)
         _meta(partial).unlink(missing_ok=True)
@@ -81,7 +83,7 @@ def release(name: str, src: str | None = None, *, progress: bool = True) -> Path
     """The local file of ``name``'s release: ``src`` itself when it is a file, else the download of ``src``
     (a URL) or of the registry's ``release`` URL, cached under ``$ZOO_HOME/.downloads/NAME/``.
 
-    The registry's size and SHA-256 check the download of its own release URL; a file or another URL
+    The registry's size and digests check the download of its own release URL; a file or another URL
     that the user chose is taken as it is.
     """
     from .resolve import zoo_home
@@ -97,7 +99,7 @@ def release(name: str, src: str | None = None, *, progress: bool = True) -> Path
         raise ZooError(f"The registry records no download URL for {name!r}: its release is "
                        f"{entry.release or 'not recorded'}. Fix: download the checkpoint from there and pass it "
                        f"with `python -m zoo convert {name} --src FILE`.")
-    checks = dict(sha256=entry.sha256, size=entry.size) if url == download_url(entry.release) else {}
+    checks = dict(sha256=entry.sha256, md5=entry.md5, size=entry.size) if url == download_url(entry.release) else {}
     return fetch(url, zoo_home() / DOWNLOADS / name / cache_name(url), progress=progress, **checks)
 
 
@@ -133,8 +135,19 @@ def _locked(dest: Path):
         yield
 
 
-def _passes(path: Path, sha256: str, size: int) -> bool:
-    return (not size or path.stat().st_size == size) and (not sha256 or sha256_of(path) == sha256)
+def _mismatch(path: Path, digests: dict[str, str]) -> tuple[str, str, str] | None:
+    """The first of ``digests`` ({algorithm: hex digest or its prefix}) that ``path`` fails, as (algorithm,
+    expected, found); None when it passes them all."""
+    for algorithm, expected in digests.items():
+        with open(path, "rb") as file:
+            found = hashlib.file_digest(file, algorithm).hexdigest()
+        if not found.startswith(expected):
+            return algorithm, expected, found
+    return None
+
+
+def _passes(path: Path, digests: dict[str, str], size: int) -> bool:
+    return (not size or path.stat().st_size == size) and _mismatch(path, digests) is None
 
 
 def _discard(partial: Path) -> None:
@@ -217,7 +230,7 @@ def _transfer(url: str, partial: Path, size: int, label: str, progress: bool, ti
         raise _Interrupted(f"the connection closed after {received} of {total} bytes")
 
 
-def _check(partial: Path, url: str, sha256: str, size: int) -> None:
+def _check(partial: Path, url: str, digests: dict[str, str], size: int) -> None:
     """Refuse a download that is not the recorded file; the bad bytes are deleted, not left to resume from."""
     fix = ("Fix: run the command again to download it afresh; if it fails again, the file at that URL is not the "
            "one the registry describes: get the authors' file another way, check it, and pass it with --src FILE.")
@@ -225,9 +238,8 @@ def _check(partial: Path, url: str, sha256: str, size: int) -> None:
     if size and found != size:
         _discard(partial)
         raise ZooError(f"{url} gave {found} bytes, but the registry records {size}. The download was deleted. {fix}")
-    if sha256:
-        digest = sha256_of(partial)
-        if digest != sha256:
-            _discard(partial)
-            raise ZooError(f"SHA-256 mismatch for {url}: the registry records {sha256}, the download is {digest}. "
-                           f"The download was deleted and nothing was converted. {fix}")
+    if failed := _mismatch(partial, digests):
+        algorithm, expected, found = failed
+        _discard(partial)
+        raise ZooError(f"{DIGEST_NAMES[algorithm]} mismatch for {url}: the registry records {expected}, the download "
+                       f"is {found}. The download was deleted and nothing was converted. {fix}")

@@ -100,6 +100,7 @@ class Entry:
     top1_source: str = ""  # where that number is reported (paper table, authors' README)
     licence: str = ""  # of the weights, as the authors released them (e.g. "CC-BY-NC-4.0", "Apache-2.0")
     sha256: str = ""  # of the release file, when known: downloads are checked against it
+    md5: str = ""  # the prefix of the release file's MD5 that the authors publish (MoCo's README), checked as well
     size: int = 0  # of the release file in bytes, when known
     model_args: dict = field(default_factory=dict)  # timm.create_model keyword arguments of the architecture
     preprocessing: dict = field(default_factory=dict)  # where the release differs from the ImageNet recipe
@@ -140,21 +141,21 @@ ENTRIES = {e.name: e for e in [
     Entry("moco-v1-r50", "moco", "resnet50", "imagenet-1k", "authors",
           "MoCo v1 ResNet-50 released by the authors (200 epochs), the query encoder without its fc.",
           release="https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar",
-          epochs=200, linear_top1=60.6,
+          md5="b251726a", epochs=200, linear_top1=60.6,
           top1_source="MoCo README, Models table (https://github.com/facebookresearch/moco)",
           licence="MIT"),
     Entry("moco-v2-r50", "mocov2", "resnet50", "imagenet-1k", "authors",
           "MoCo v2 ResNet-50 released by the authors (200 epochs, MLP head, aug+, cosine), the query encoder "
           "without its MLP head.",
           release="https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_200ep/moco_v2_200ep_pretrain.pth.tar",
-          epochs=200, linear_top1=67.7,
+          md5="59fd9945", epochs=200, linear_top1=67.7,
           top1_source="MoCo README, Models table (https://github.com/facebookresearch/moco)",
           licence="MIT"),
     Entry("moco-v2-r50-800ep", "mocov2", "resnet50", "imagenet-1k", "authors",
           "MoCo v2 ResNet-50 released by the authors (800 epochs, MLP head, aug+, cosine), the query encoder "
           "without its MLP head.",
           release="https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar",
-          epochs=800, linear_top1=71.1,
+          md5="a04e12f8", epochs=800, linear_top1=71.1,
           top1_source="MoCo README, Models table (https://github.com/facebookresearch/moco)",
           licence="MIT"),
     # SimCLR v1 and v2 (TensorFlow checkpoints, read by zoo/layouts/simclr_tf.py). The README gives no epochs for
