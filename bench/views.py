@@ -51,7 +51,7 @@ def kornia_twin(views: torch.nn.Module) -> KorniaTwin | None:
                 return K.ColorJitter(op.brightness, op.contrast, op.saturation, op.hue, p=op.p)
             case T.RandomGrayscale():
                 return K.RandomGrayscale(p=op.p)
-            case T.RandomGaussianBlur():
+            case T.RandomGaussianBlur() if op.padding == "reflect" and not op.per_batch_sigma:
                 return K.RandomGaussianBlur(op.kernel, op.sigma, p=op.p)
             case T.RandomHorizontalFlip():
                 return K.RandomHorizontalFlip(p=op.p)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
@@ -202,6 +203,30 @@ def test_blur_draws_each_images_sigma():
     assert centre.max() > 0.9 and centre.min() < 0.05 and len(centre.unique()) > 400
 
 
+def test_tensorflows_blur_draws_one_sigma_per_batch_and_pads_with_zeros():
+    """SimCLR's ``batch_random_blur``: sigma ~ U(0.1, 2) once for the batch, each image blurred with p, a
+    separable convolution padded 'SAME' (zeros), written out here with the authors' filter."""
+    blur = T.RandomGaussianBlur(5, (0.1, 2.0), p=1.0, per_batch_sigma=True, padding="zeros")
+    images = torch.rand(6, 3, 12, 12)
+    torch.manual_seed(3)
+    out = blur(images)
+    torch.manual_seed(3)
+    sigma = torch.empty(1).uniform_(0.1, 2.0)
+    x = torch.arange(-2, 3, dtype=torch.float32)
+    taps = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    taps = (taps / taps.sum()).repeat(3, 1)
+    expected = F.conv2d(F.conv2d(images, taps.view(3, 1, 1, 5), padding=(0, 2), groups=3),
+                        taps.view(3, 1, 5, 1), padding=(2, 0), groups=3)
+    assert torch.allclose(out, expected, atol=1e-6)
+    ones = torch.ones(2, 3, 12, 12)
+    zeros = T.RandomGaussianBlur(5, (1.5, 1.5), p=1.0, per_batch_sigma=True, padding="zeros")(ones)
+    reflected = T.RandomGaussianBlur(5, (1.5, 1.5), p=1.0)(ones)
+    assert zeros[..., 0, 0].max() < 0.9 and torch.allclose(zeros[..., 6, 6], ones[..., 6, 6])  # darker borders only
+    assert torch.allclose(reflected, ones)
+    with pytest.raises(ValueError, match="'reflect'.*'zeros'"):
+        T.RandomGaussianBlur(5, padding="same")
+
+
 def test_normalize():
     images = torch.rand(2, 3, 4, 4)
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
@@ -222,7 +247,7 @@ def test_host_syncs_are_detected():
 
 @pytest.mark.parametrize("views", [
     lambda: StrongAugment(32, MEAN, STD, scale=(0.2, 1.0), jitter=colour_jitter(0.4, 0.4, 0.4, 0.1), blur=0.5),
-    lambda: StrongAugment(32, MEAN, STD, jitter=ColourJitterTF(*simclr_jitter(1.0)), blur=0.5, sampler="tensorflow"),
+    lambda: StrongAugment(32, MEAN, STD, jitter=ColourJitterTF(*simclr_jitter(1.0)), blur=0.5, tensorflow=True),
     lambda: InstanceAugment(32, MEAN, STD),
 ])
 def test_the_views_of_every_recipe_are_made_without_a_host_sync(views):

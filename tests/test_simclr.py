@@ -11,6 +11,7 @@ from torch import nn
 import zoo
 from train import optim
 from train.augment import Preprocess
+from train.batch_transforms import RandomGaussianBlur
 from train.blocks.losses import nt_xent
 from train.data import Data
 from train.engine import Schedules, write_checkpoint
@@ -127,6 +128,8 @@ def test_the_views_are_the_authors_unnormalised_rgb_in_tensorflows_crops():
     assert not any(p.normalize for m in (simclr, simclrv2) for p in m.PRESETS.values())  # data_util: no mean or std
     views = simclr.augment(32, (0.0,) * 3, (1.0,) * 3, strength=0.5, blur=0.0)
     assert views.crops[0].sampler == "tensorflow"
+    blur = [op for op in simclr.augment(32, (0.0,) * 3, (1.0,) * 3).ops if isinstance(op, RandomGaussianBlur)]
+    assert [(b.per_batch_sigma, b.padding, b.p) for b in blur] == [(True, "zeros", 0.5)]  # batch_random_blur
     out = views(torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8))
     assert out.min() >= 0 and out.max() <= 1 and out.max() > 0.5  # RGB in [0, 1], as the authors feed it
 

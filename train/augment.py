@@ -146,22 +146,24 @@ class StrongAugment(nn.Module):
     [0.1, 2] with probability ``blur``. The recipes differ only in numbers:
 
     - MoCo v2: crop scale 0.2-1, jitter (0.4, 0.4, 0.4, 0.1), blur 0.5.
-    - SimCLR with colour strength s: crop scale 0.08-1 with TensorFlow's boxes (``sampler``), jitter (0.8s,
-      0.8s, 0.8s, 0.2s); blur 0.5 on ImageNet (s = 1), none on CIFAR-10 (s = 0.5). SimCLR's jitter is the authors' TensorFlow one
-      (``train.colour_tf``: additive brightness in v1, multiplicative in v2); MoCo v2's is torchvision's.
+    - SimCLR with colour strength s: crop scale 0.08-1, jitter (0.8s, 0.8s, 0.8s, 0.2s); blur 0.5 on ImageNet
+      (s = 1), none on CIFAR-10 (s = 0.5). ``tensorflow=True`` makes the crop boxes and the blur as the authors'
+      TensorFlow code (``sample_distorted_bounding_box``; one sigma per batch, zero padding), whose jitter is
+      passed in (``train.colour_tf``: additive brightness in v1, multiplicative in v2); MoCo v2's is torchvision's.
 
     Blur commutes with neither jitter nor greying exactly, but the papers put it after both, as here; the
     flip commutes with everything and comes last.
     """
 
     def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5,
-                 sampler: str = "torchvision"):
+                 tensorflow: bool = False):
         super().__init__()
-        self.crops = [Crop(size, scale, sampler=sampler)]
+        self.crops = [Crop(size, scale, sampler="tensorflow" if tensorflow else "torchvision")]
         self.jitter = jitter or colour_jitter(*simclr_jitter(1.0))
         ops = [self.crops[0].on_device(), self.jitter, T.RandomGrayscale(p=0.2)]
         if blur:
-            ops.append(T.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur))
+            ops.append(T.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur, per_batch_sigma=tensorflow,
+                                            padding="zeros" if tensorflow else "reflect"))
         self.ops = nn.Sequential(*ops, T.RandomHorizontalFlip(), T.Normalize(mean, std))
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:

@@ -257,23 +257,31 @@ def gaussian_kernels(size: int, sigmas: torch.Tensor) -> torch.Tensor:
 
 
 class RandomGaussianBlur(nn.Module):
-    """Gaussian blur of a ``kernel``-tap square kernel, sigma uniform in ``sigma``, with probability ``p``;
-    reflected borders, as torchvision's ``GaussianBlur``. Two separable passes of a grouped convolution
-    with one kernel per image; an image not drawn gets a centred delta."""
+    """Gaussian blur of a ``kernel``-tap square kernel, sigma uniform in ``sigma``, with probability ``p``.
+    By default as torchvision's ``GaussianBlur``: a sigma per image, reflected borders. SimCLR's TensorFlow
+    code (``batch_random_blur``) draws one sigma for the whole batch and pads with zeros ('SAME'), which
+    darkens the borders: ``per_batch_sigma=True, padding="zeros"``. Two separable passes of a grouped
+    convolution with one kernel per image; an image not drawn gets a centred delta."""
 
-    def __init__(self, kernel: int, sigma=(0.1, 2.0), p: float = 0.5):
+    def __init__(self, kernel: int, sigma=(0.1, 2.0), p: float = 0.5, per_batch_sigma: bool = False,
+                 padding: str = "reflect"):
         super().__init__()
+        if padding not in ("reflect", "zeros"):
+            raise ValueError(f"padding is 'reflect' (torchvision's) or 'zeros' (TensorFlow's 'SAME'), not {padding!r}")
         self.kernel, self.sigma, self.p = kernel, tuple(sigma), p
+        self.per_batch_sigma, self.padding = per_batch_sigma, padding
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, c, height, width = images.shape
-        kernels = gaussian_kernels(self.kernel, uniform(n, *self.sigma, images.device))
+        sigmas = uniform(1 if self.per_batch_sigma else n, *self.sigma, images.device).expand(n)
+        kernels = gaussian_kernels(self.kernel, sigmas)
         delta = (torch.arange(self.kernel, device=images.device) == self.kernel // 2).to(kernels.dtype)
         kernels = torch.where(chance(n, self.p, images.device).view(-1, 1), kernels, delta).to(images.dtype)
         weights = kernels.repeat_interleave(c, dim=0)  # [n c, kernel]: each image's kernel for its channels
         pad = self.kernel // 2
+        mode = "reflect" if self.padding == "reflect" else "constant"
         with torch.autocast(images.device.type, enabled=False):  # an autocast around the views would blur in bf16
-            x = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
+            x = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode=mode)
             x = F.conv2d(x, weights.view(n * c, 1, 1, self.kernel), groups=n * c)
             x = F.conv2d(x, weights.view(n * c, 1, self.kernel, 1), groups=n * c)
         return x.view(n, c, height, width)

@@ -17,9 +17,9 @@ clipped to [0, 1] after every step; the whole distortion applies with ``p``. Bat
 draw the same images: saturation and hue leave them as they are, and one channel's mean is the grey mean.
 
 SimCLR's crop boxes are TensorFlow's too (``train.batch_transforms.distorted_crop_boxes``), resized bilinearly
-on the device (TF: bicubically; image files cut on CPU workers are resized bicubically). The blur of the
-ImageNet recipe is not TF's: it reflects the borders and draws a sigma per image (TF's ``batch_random_blur``
-pads with zeros and draws one sigma for the batch).
+on the device (TF: bicubically; image files cut on CPU workers are resized bicubically), and so is the
+ImageNet recipe's blur (``batch_random_blur``: one sigma for the batch, zero padding), as the TF1 code's
+``model.py`` applies it (the TF2 code defines it and never calls it).
 """
 from __future__ import annotations
 
