@@ -176,11 +176,11 @@ def measure_linear(run: lineage.Run, data: datasets.Data) -> dict[str, float]:
 
 
 def linear_reading(run: lineage.Run, data: datasets.Data) -> float | None:
-    """The linear top-1 of the run's export, kept as the head readings are. A SimCLR run's head reading holds it
-    already (h is the export), so that is read first."""
-    head = kept_reading(run, "head", ("linear",), lambda: None)
-    if head:
-        return head["linear"][BEFORE]
+    """The linear top-1 of the run's export, kept as the head readings are. A SimCLR run's is its head
+    reading's (h is the export), taken with it."""
+    if run.method == "simclr":
+        head = before_and_after_head(run, data)
+        return head and head["linear"][BEFORE]
     reading = kept_reading(run, "linear", ("linear",), lambda: measure_linear(run, data))
     return reading and reading["linear"]
 

@@ -157,3 +157,9 @@ def test_the_linear_reading_is_kept_and_a_simclr_runs_comes_from_its_head_readin
             "linear": {claims.BEFORE: 86.61, claims.AFTER: 83.72}}
     claims.reading_path(simclr, "head").write_text(json.dumps(head))
     assert claims.linear_reading(simclr, None) == 86.61 and probes == [moco]  # h is the export: no second probe
+    variant = claims.simclr_runs(lineage.FULL)[1]  # no head reading kept yet: the head is read, once, for both
+    heads = []
+    monkeypatch.setattr(claims, "measure_head", lambda run, data: heads.append(run) or {k: head[k] for k in ("knn", "linear")})
+    assert claims.linear_reading(variant, None) == 86.61 and heads == [variant] and probes == [moco]
+    assert claims.before_and_after_head(variant, None)["knn"] == head["knn"] and heads == [variant]
+    assert not claims.reading_path(variant, "linear").exists()

@@ -135,7 +135,7 @@ ENTRIES = {e.name: e for e in [
           "width, 64-channel stem), backbones only; features are the two streams' pooled features side by side.",
           release="https://www.dropbox.com/sh/5k4t77mt4011gyr/AABkBvKm2bGNNut0m6bLMK84a?dl=0 (CMC_resnet50v1.pth)",
           licence="BSD-2-Clause", model_args={"channels": (32, 64, 128, 256)}),
-    # Stage 2: MoCo's README "Models" table (top-1 of the released file; md5 prefixes only, no SHA-256).
+    # Stage 2: MoCo's README "Models" table (top-1 of the released file; MD5 prefixes, checked; no SHA-256).
     # The repository was relicensed from CC-BY-NC 4.0 to MIT on 2023-01-18 (LICENSE, commit 7397dfe);
     # its README's licence line was not updated.
     Entry("moco-v1-r50", "moco", "resnet50", "imagenet-1k", "authors",
