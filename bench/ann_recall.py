@@ -65,7 +65,8 @@ def measure(name: str, features: torch.Tensor, queries: torch.Tensor) -> list[st
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.ann_recall", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300_000)
     parser.add_argument("--model", default="instdisc-resnet18-fmnist")
     parser.add_argument("--no-write", action="store_true")

@@ -8,6 +8,7 @@ HTTP clients of the served app. The table is what the code answered, never typed
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pickle
@@ -274,7 +275,11 @@ def make_gallery(root: Path, per_label: int = 3) -> Path:
     return root
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bad_inputs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bad-inputs-"))
     os.environ["ZOO_HOME"] = str(tmp / "zoo")
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -287,9 +292,10 @@ def main() -> None:
         rows += group(tmp)
         print(f"{group.__name__}: done", flush=True)
     table = "\n".join(f"| {what} | {got.replace('|', '/').replace(str(tmp), '$TMP')} |" for what, got in rows)
-    write_section("Bad inputs", "`python -m bench.bad_inputs`: each bad input tried now, against a tiny random "
-                  "model in a scratch zoo, and what the code answered (errors shortened to their first "
-                  "sentence; every refusal also names the fix).\n\n| input | what it got |\n|---|---|\n" + table)
+    if not args.no_write:
+        write_section("Bad inputs", "`python -m bench.bad_inputs`: each bad input tried now, against a tiny random "
+                      "model in a scratch zoo, and what the code answered (errors shortened to their first "
+                      "sentence; every refusal also names the fix).\n\n| input | what it got |\n|---|---|\n" + table)
     print(table)
 
 
