@@ -115,13 +115,13 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def lineage_run(method: str, scale: Scale, change: tuple[str, str, object] | None = None) -> Run:
-    """The method's fmnist run, or with ``change`` = (key of its method config, the paper's symbol, value)
-    a variant of it (``bench.claims``: InstDisc with m = 256 noise samples is ("negatives", "m", 256))."""
+def lineage_run(method: str, scale: Scale, *changes: tuple[str, str, object]) -> Run:
+    """The method's fmnist run, or with ``changes``, each (key of its method config, the paper's symbol, value),
+    a variant of it (``bench.claims``: InstDisc with m = 256 noise samples is ("negatives", "m", 256)), named
+    after each change in turn."""
     cfg = scale.apply(METHODS[method].PRESETS["fmnist"])
     stem, label, name = f"bench-{method}", display(method), export_name(method, "fmnist", cfg)
-    if change:
-        key, symbol, value = change
+    for key, symbol, value in changes:
         cfg = cfg.override(method={**cfg.method, key: value})
         stem, label, name = f"{stem}-{symbol}{value}", f"{label}, {symbol} = {value}", f"{name}-{symbol}{value}"
     if scale.tag:

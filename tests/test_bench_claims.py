@@ -17,6 +17,20 @@ def test_a_claim_is_its_variants_and_the_lineages_own_run_in_order_of_value():
     assert all(run.cfg.epochs == runs[1].cfg.epochs and run.cfg.lr == runs[1].cfg.lr for run in runs)
 
 
+def test_a_claim_with_a_base_sweeps_from_the_changed_preset_and_shares_its_run():
+    claim = claims.CLAIMS["moco-queue-m0.999"]
+    runs = claim.runs(lineage.FULL)
+    assert [(run.cfg.method["queue_size"], run.cfg.method["momentum"]) for run in runs] == [
+        (256, 0.999), (4096, 0.999), (16384, 0.999)]
+    assert runs[1].folder == claims.CLAIMS["moco-momentum"].variants(lineage.FULL)[1].folder  # m = 0.999's own run
+    assert [run.label for run in runs] == ["MoCo, m = 0.999, K = 256", "MoCo, m = 0.999, K = 4096",
+                                           "MoCo, m = 0.999, K = 16384"]
+    assert runs[0].name == "moco-resnet18-fmnist-m0.999-K256" and runs[0].name in claims.ablations()
+    assert len({run.folder for run in runs + claims.CLAIMS["moco-queue"].runs(lineage.FULL)}) == 6  # no run shared
+    text = claims.claim_text("moco-queue-m0.999", claim, [], [], None)
+    assert "Not yet measured: `python -m bench.claims --claims moco-queue-m0.999 --train --skip-trained`" in text
+
+
 def test_momentum_claim_covers_zero_and_the_papers_value():
     values = [run.cfg.method["momentum"] for run in claims.CLAIMS["moco-momentum"].runs(lineage.FULL)]
     assert values == [0.0, 0.99, 0.999]
