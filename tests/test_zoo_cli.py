@@ -102,6 +102,8 @@ def test_the_md5_prefix_an_authors_readme_publishes_is_checked(server, tmp_path)
     with pytest.raises(zoo.ZooError, match=f"MD5 mismatch .* records {wrong}, the download is {md5}") as error:
         zoo.download.fetch(server.url("/files/release.pth"), tmp_path / "s.pth", md5=wrong, progress=False)
     assert "Fix:" in str(error.value) and not (tmp_path / "s.pth").exists()
+    with pytest.raises(zoo.ZooError, match="SHA-256 mismatch"):  # a SHA-256 is recorded whole, never a prefix
+        zoo.download.fetch(server.url("/files/release.pth"), tmp_path / "t.pth", sha256=DIGEST[:8], progress=False)
 
 
 def test_the_moco_releases_carry_the_md5_prefixes_of_the_authors_readme_into_the_check(server, zoo_home,

@@ -1,8 +1,8 @@
 """Fetching the authors' release files: resumable, checked, and written atomically.
 
 ``fetch`` streams a URL into ``DEST.partial`` and renames it to ``DEST`` only once it is whole and
-matches the size and digests the registry records (a SHA-256, or the MD5 prefix an authors' README publishes). An interrupted download leaves the partial file,
-which the next run continues with an HTTP Range request (a server that ignores the Range, or says the
+matches the size and digests the registry records (a SHA-256, or the MD5 prefix an authors' README
+publishes). An interrupted download leaves the partial file, which the next run continues with an HTTP Range request (a server that ignores the Range, or says the
 file changed since, gets the download restarted from byte 0). Only the standard library speaks HTTP
 here, so this works with every huggingface-hub the project allows; the progress bar is huggingface-hub's.
 """
@@ -29,6 +29,7 @@ RETRIES = 3  # further attempts after an interrupted transfer, each resuming whe
 USER_AGENT = "contrastive-zoo (python -m zoo convert)"
 DOWNLOADS = ".downloads"  # under the zoo home: the cache of release files
 DIGEST_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
+PREFIXES = {"md5"}  # checked on the digits given (MoCo's README publishes eight); a SHA-256 is recorded whole
 
 
 class _Interrupted(Exception):
@@ -43,7 +44,7 @@ def fetch(url: str, dest: Path, sha256: str = "", size: int = 0, *, md5: str = "
           timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``; a ``dest`` already there that passes the checks is kept.
 
-    ``sha256``, ``md5`` (a prefix of the digest is enough: MoCo's README publishes eight hex digits) and
+    ``sha256``, ``md5`` (its leading hex digits are enough: MoCo's README publishes eight) and
     ``size``, when known (non-empty, non-zero), are what the file must match: a file that does not is deleted,
     never put at ``dest``, and a ZooError names both values and the fix.
     """
@@ -136,12 +137,16 @@ def _locked(dest: Path):
 
 
 def _mismatch(path: Path, digests: dict[str, str]) -> tuple[str, str, str] | None:
-    """The first of ``digests`` ({algorithm: hex digest or its prefix}) that ``path`` fails, as (algorithm,
-    expected, found); None when it passes them all."""
+    """The first of ``digests`` ({algorithm: hex digest, or for ``PREFIXES`` its leading digits}) that ``path``
+    fails, as (algorithm, expected, found); None when it passes them all. The file is read once for all."""
+    hashers = {algorithm: hashlib.new(algorithm) for algorithm in digests}
+    with open(path, "rb") as file:
+        while hashers and (block := file.read(CHUNK)):
+            for hasher in hashers.values():
+                hasher.update(block)
     for algorithm, expected in digests.items():
-        with open(path, "rb") as file:
-            found = hashlib.file_digest(file, algorithm).hexdigest()
-        if not found.startswith(expected):
+        found = hashers[algorithm].hexdigest()
+        if not (found == expected or algorithm in PREFIXES and found.startswith(expected)):
             return algorithm, expected, found
     return None
 
