@@ -1,6 +1,7 @@
 """Every benchmark is a command: `--help` describes it and runs nothing (some take an hour, and write
 BENCHMARKS.md), and an unknown option is refused before any work."""
 import importlib
+import importlib.util
 import pkgutil
 
 import pytest

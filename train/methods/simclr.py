@@ -81,8 +81,8 @@ class SimCLR(Method):
 def augment(size: int, mean, std, strength: float = 1.0, blur: float = 0.5, impl: str = "simclrv1") -> StrongAugment:
     """The authors' pretraining views: crop (area 0.08-1, TensorFlow's boxes as their ``crop_and_resize``), flip,
     colour distortion of ``strength`` with p 0.8, grayscale 0.2, blur with p ``blur`` (ImageNet 0.5, CIFAR-10
-    none; as ``batch_random_blur``: one sigma per batch, zero padding). ``impl`` is the authors' switch of the same name in the TensorFlow jitter (``train.colour_tf``): v1's
-    additive brightness or v2's multiplicative one."""
+    none; as ``batch_random_blur``: one sigma per batch, zero padding). ``impl`` is the authors' switch of the
+    same name in the TensorFlow jitter (``train.colour_tf``): v1's additive brightness or v2's multiplicative one."""
     jitter = ColourJitterTF(*simclr_jitter(strength), p=0.8, impl=impl)
     return StrongAugment(size, mean, std, scale=(0.08, 1.0), jitter=jitter, blur=blur, tensorflow=True)
 
