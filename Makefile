@@ -41,6 +41,7 @@ bench: setup data
 	$(PY) -m bench.claims --train --skip-trained
 	$(PY) -m bench.leaderboard
 	$(PY) -m bench.throughput
+	$(PY) -m bench.layout
 	$(PY) -m bench.load_app
 	$(PY) -m bench.app_bombs
 	$(PY) -m bench.bad_inputs

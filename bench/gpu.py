@@ -13,7 +13,9 @@
 5. `bench.views`: making the views, ours against kornia's transforms, timed and counted on the GPU.
 6. `bench.step_ops`: the operators, kernels and host syncs of one training step, ours against lightly's, as
    CUDA dispatches them.
-7. Only when asked (``--parts long``): the lineage's best method trained longer than its CPU preset
+7. `bench.layout`: each method's step channels-last against NCHW on the GPU, which checks the layout the engine
+   picks (NCHW for MoCo's split BatchNorms).
+8. Only when asked (``--parts long``): the lineage's best method trained longer than its CPU preset
    (``bench.knn_fmnist --methods instdisc --epochs 40``, about six minutes on an H200), towards the stage-2
    goal of 84% kNN; its record lands in ``bench/records/``, to be copied back with the report.
 
@@ -42,7 +44,7 @@ from train.engine import fit, on_device
 from train.knn import knn_monitor
 from train.methods import METHODS
 
-from . import knn_fmnist, step_ops, throughput, views, vs_lightly
+from . import knn_fmnist, layout, step_ops, throughput, views, vs_lightly
 from .bare import BARE, engine_step
 from .report import write_section
 
@@ -217,9 +219,9 @@ def long_arguments(quick: bool) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="views,ops,smoke,lightly,paper,fmnist",
-                        help="comma-separated, run in the order given: views, ops, smoke, lightly, compiled, paper, "
-                             "fmnist, long (compiled and long only when named)")
+    parser.add_argument("--parts", default="views,ops,layout,smoke,lightly,paper,fmnist",
+                        help="comma-separated, run in the order given: views, ops, layout, smoke, lightly, compiled, "
+                             "paper, fmnist, long (compiled and long only when named)")
     parser.add_argument("--quick", action="store_true", help="a few steps of each part, printed, nothing written")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -235,6 +237,7 @@ def main(argv=None) -> int:
         "compiled": (None, lambda: vs_lightly.main(["--compile", *(["--quick"] if args.quick else ["--epochs", "4"])])),
         "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "ops": (None, lambda: step_ops.main(["--no-write"] if args.quick else [])),
+        "layout": (None, lambda: layout.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "long": (None, lambda: knn_fmnist.main(long_arguments(args.quick))),
         "paper": ("On a GPU: throughput of the paper recipes",
                   lambda: paper_throughput_section(device, *((1, 1, 8) if args.quick else (3, 10, PER_GPU_BATCH)))),

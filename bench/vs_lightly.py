@@ -30,8 +30,8 @@ SimCLR, the last BatchNorm's shift (ours keeps it at 0, as the authors; lightly'
 LARS trust ratio eta ||w|| / (||g|| + wd ||w||) against ours eta ||w|| / ||g + wd w||, and its lr after
 the momentum buffer against ours inside it (the authors' "classic" momentum); SimCLR's crop boxes (ours
 TensorFlow's, as the authors' code, lightly's torchvision's: the same scale and ratio); the layout of
-the convolutions (our engine trains channels-last, ``train.engine.on_device``; lightly's loop keeps
-PyTorch's default); for SimCLR, the colour jitter's brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
+SimCLR's convolutions (our engine trains it channels-last, ``train.engine.training_layout``; lightly's loop
+keeps PyTorch's default, in which our engine trains MoCo v2, whose split BatchNorms would copy in NHWC); for SimCLR, the colour jitter's brightness, contrast and saturation (ours are v1's TensorFlow ones, ``train.colour_tf``:
 additive brightness, contrast about each channel's mean, HSV saturation; lightly's are torchvision's); and
 resampling (PIL with antialiasing on the CPU, bilinear without it on the device). lightly's NTXentLoss is the mean over the 2N
 views; ours, as the authors' code, is twice that, so the lightly side's SimCLR loss is doubled to give LARS
@@ -447,7 +447,8 @@ lr at every step, weight decay and steps. Images per second end to end (loading 
 Not equalised (each side keeps its library's parts): the projection heads' init and SimCLR's last BatchNorm
 shift (learnt by lightly's head, kept at 0 by ours); LARS's trust ratio (lightly's eta ||w|| / (||g|| + wd ||w||),
 ours eta ||w|| / ||g + wd w||) and its lr (lightly's after the momentum buffer, ours inside it as the authors');
-SimCLR's crop boxes (ours TensorFlow's as the authors', lightly's torchvision's, the same ranges); the convolutions' layout (ours channels-last, lightly's the default) and
+SimCLR's crop boxes (ours TensorFlow's as the authors', lightly's torchvision's, the same ranges); SimCLR's convolutions' layout (ours channels-last, lightly's the default; MoCo v2 trains in the
+default on both sides, as our engine keeps split BatchNorms NCHW) and
 SimCLR's brightness, contrast and saturation (ours as v1's TensorFlow code, lightly's as torchvision); resampling (PIL with antialiasing, ours bilinear without it). lightly's SimCLR loss is doubled to equal ours
 (the authors' sum of both directions).
 """

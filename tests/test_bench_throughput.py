@@ -39,8 +39,10 @@ def test_every_method_steps_on_the_same_images_as_the_bare_step(fashion_mnist):
 
 
 def test_a_methods_backbone_steps_in_the_engines_layout_on_its_own_parameters(fashion_mnist):
-    method = throughput.first_batch("mocov2", datasets.load("fashion-mnist", 32, 32), 16)[0]
-    backbone = throughput.own_backbone(method, throughput.CPU)
-    conv = backbone.conv1.weight
-    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
-    assert torch.equal(conv, method.export().conv1.weight) and conv.data_ptr() != method.export().conv1.weight.data_ptr()
+    data = datasets.load("fashion-mnist", 32, 32)
+    for name, channels_last in (("instdisc", True), ("mocov2", False)):  # MoCo's split BatchNorms train NCHW
+        method = throughput.first_batch(name, data, 16)[0]
+        conv = throughput.own_backbone(method, throughput.CPU).conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) != conv.is_contiguous() == (not channels_last)
+        exported = method.export().conv1.weight
+        assert torch.equal(conv, exported) and conv.data_ptr() != exported.data_ptr()

@@ -229,6 +229,23 @@ def split_counts(encoder: nn.Module) -> set[int]:
             if isinstance(m, nn.BatchNorm2d)}
 
 
+def test_the_engine_trains_split_batchnorm_models_nchw_where_their_groups_copy_no_activation():
+    """SplitBatchNorm views (N, C, H, W) as (N / g, C g, H, W): free in NCHW, a copy of every activation in
+    channels-last, so the engine keeps such a model NCHW (train.engine.training_layout), and only such a model."""
+    from bench.dispatch import dispatched
+    from train.engine import on_device, training_layout
+
+    method, cfg = smoke(mocov2)
+    assert cfg.method["bn_splits"] > 1 and training_layout(method) == torch.contiguous_format
+    method = on_device(method, torch.device("cpu"))
+    assert all(p.is_contiguous() for p in method.parameters())
+    assert training_layout(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))) == torch.channels_last
+    for layout, copies in ((torch.contiguous_format, 0), (torch.channels_last, 1)):
+        norm, x = SplitBatchNorm(3, 2), torch.randn(8, 3, 32, 32).contiguous(memory_format=layout)
+        ops = dispatched(lambda: norm(x)).ops
+        assert ops["clone"] == copies  # the reshape's copy out of channels-last, which NCHW never makes
+
+
 @pytest.mark.parametrize("module", [moco, mocov2])
 def test_the_paper_preset_on_one_device_normalises_in_the_8_groups_of_the_papers_8_gpus(module):
     cfg = module.PRESETS["paper"].override(arch="resnet18")  # the recipe's method on a smaller encoder

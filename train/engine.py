@@ -32,6 +32,7 @@ from zoo.resolve import zoo_home
 from . import data as datasets
 from . import distributed, optim, schedules
 from .augment import Preprocess
+from .blocks.shuffle_bn import SplitBatchNorm
 from .config import Config
 from .knn import knn_monitor
 from .log import EpochLog, Meter
@@ -159,12 +160,22 @@ def training_loader(dataset, cfg: Config, rank: int, world: int, device) -> tupl
     return loader, sampler
 
 
+def training_layout(model: torch.nn.Module) -> torch.memory_format:
+    """The layout the engine trains ``model``'s convolutions in: channels-last (NHWC), in which oneDNN (on CPUs) and
+    cuDNN's tensor-core kernels compute them, so that each conv takes and gives NHWC instead of converting on the
+    way in and out (a ResNet-18 step at 32 px runs about 1.25x faster on a CPU core).
+
+    A model with a :class:`SplitBatchNorm` (MoCo's shuffling BN on one device) stays NCHW: its groups' statistics
+    need each image's channels side by side in memory, so under NHWC every such BatchNorm would copy its input out
+    of the layout and the next convolution copy it back (``python -m bench.layout`` measures both)."""
+    grouped = any(isinstance(m, SplitBatchNorm) for m in model.modules())
+    return torch.contiguous_format if grouped else torch.channels_last
+
+
 def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` on ``device`` with its convolution weights channels-last (NHWC), the layout in which oneDNN (on
-    CPUs) and cuDNN's tensor-core kernels compute convolutions: each conv then takes and gives NHWC instead of
-    converting on the way in and out (a ResNet-18 step at 32 px runs about 1.25x faster on a CPU core). The values
-    are the same; ``zoo.checkpoint.save`` writes them dense."""
-    return model.to(device, memory_format=torch.channels_last)
+    """``model`` on ``device`` in its :func:`training_layout`. The values are the same; ``zoo.checkpoint.save``
+    writes them dense."""
+    return model.to(device, memory_format=training_layout(model))
 
 
 def compile_networks(method: Method, backend: str = "inductor") -> Method:
