@@ -165,9 +165,9 @@ def training_layout(model: torch.nn.Module) -> torch.memory_format:
     cuDNN's tensor-core kernels compute them, so that each conv takes and gives NHWC instead of converting on the
     way in and out (a ResNet-18 step at 32 px runs about 1.25x faster on a CPU core).
 
-    A model with a :class:`SplitBatchNorm` (MoCo's shuffling BN on one device) stays NCHW: its groups' statistics
-    need each image's channels side by side in memory, so under NHWC every such BatchNorm would copy its input out
-    of the layout and the next convolution copy it back (``python -m bench.layout`` measures both)."""
+    A model with a :class:`SplitBatchNorm` (MoCo's shuffling BN on one device) stays NCHW: its groups are (N, C, H, W)
+    seen as (N / g, C g, H, W), a view of NCHW memory but not of NHWC, where every such BatchNorm would copy its
+    input out of the layout and the next convolution copy it back (``python -m bench.layout`` measures both)."""
     grouped = any(isinstance(m, SplitBatchNorm) for m in model.modules())
     return torch.contiguous_format if grouped else torch.channels_last
 
