@@ -20,12 +20,11 @@ import torch
 
 from train import data as datasets
 from train.engine import training_layout
-from train.methods import METHODS
 
 from .bare import BARE, engine_step
 from .dispatch import dispatched
 from .report import write_section
-from .throughput import first_batch, rounds, spread, synced
+from .throughput import first_batch, fmnist_methods, rounds, spread, synced
 
 LAYOUTS = {"NHWC": torch.channels_last, "NCHW": torch.contiguous_format}
 DEFAULT = "moco,mocov2,instdisc,simclr"
@@ -55,11 +54,7 @@ def main(argv=None) -> str:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
-    names = [name for name in args.methods.split(",") if name]
-    unknown = [name for name in names if name not in METHODS or "fmnist" not in METHODS[name].PRESETS]
-    if unknown:
-        parser.error(f"no fmnist preset for {', '.join(unknown)}; choose from "
-                     f"{', '.join(n for n in METHODS if 'fmnist' in METHODS[n].PRESETS)}")
+    names = fmnist_methods(parser, args.methods)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = datasets.load("fashion-mnist", BARE.image_size, BARE.batch_size)
     batch = BARE.batch_size
