@@ -41,6 +41,7 @@ from zoo.card import KNN_METRIC
 
 from .report import REPORT, remove_section, write_section
 from .bare import BARE, bare_step
+from .presets import methods_with_preset, parse_methods
 from .throughput import step_seconds, synced
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,24 +96,6 @@ def display(method: str) -> str:
     """The method's name as its paper writes it: its module's docstring up to the colon ("MoCo v2")."""
     head = (METHODS[method].__doc__ or "").split(":")[0]
     return head if head and len(head.split()) <= 2 else method
-
-
-def methods_with_preset() -> list[str]:
-    return [name for name, module in METHODS.items() if "fmnist" in module.PRESETS]
-
-
-def parse_methods(text: str) -> list[str]:
-    """``--methods a,b``: each a method of train.methods with an ``fmnist`` preset."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    for name in names:
-        if name not in METHODS:
-            raise argparse.ArgumentTypeError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-        if "fmnist" not in METHODS[name].PRESETS:
-            raise argparse.ArgumentTypeError(f"{name} has no 'fmnist' preset; choose from "
-                                             f"{', '.join(methods_with_preset())}")
-    if not names:
-        raise argparse.ArgumentTypeError("name at least one method, e.g. --methods instdisc,invaspread")
-    return names
 
 
 def lineage_run(method: str, scale: Scale, *changes: tuple[str, str, object]) -> Run:

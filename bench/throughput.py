@@ -25,6 +25,7 @@ from train.engine import on_device, training_loader, training_set
 from train.methods import METHODS
 
 from .bare import BARE, Bare, bare_step, engine_step, prepared, sync
+from .presets import methods_with_preset, parse_methods
 from .report import write_section
 
 CPU = torch.device("cpu")
@@ -122,25 +123,15 @@ def table(seconds: dict[str, list[float]], names: list[str], batch: int) -> str:
     return "\n".join(rows)
 
 
-def fmnist_methods(parser: argparse.ArgumentParser, methods: str) -> list[str]:
-    """The comma-separated ``methods``; one without an fmnist preset is the parser's error, naming those with one."""
-    names = [name for name in methods.split(",") if name]
-    unknown = [name for name in names if name not in METHODS or "fmnist" not in METHODS[name].PRESETS]
-    if unknown:
-        parser.error(f"no fmnist preset for {', '.join(unknown)}; choose from "
-                     f"{', '.join(n for n in METHODS if 'fmnist' in METHODS[n].PRESETS)}")
-    return names
-
-
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default=",".join(METHODS),
+    parser.add_argument("--methods", type=parse_methods, default=",".join(methods_with_preset()),
                         help="comma-separated methods with an fmnist preset (default: all)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
-    names = fmnist_methods(parser, args.methods)
+    names = args.methods
     data = datasets.load("fashion-mnist", BARE.image_size, BARE.batch_size)
     seconds = rounds(steps(names, data), args.repeats)
     body = f"""

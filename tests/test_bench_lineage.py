@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench import knn_fmnist as bench
+from bench import presets
 from train.methods import METHODS
 
 
@@ -79,10 +80,10 @@ def test_a_shortfall_says_what_the_monitor_says_of_why():
 
 
 def test_methods_default_to_every_registered_one_with_an_fmnist_preset_and_unknown_names_are_refused():
-    assert bench.methods_with_preset() == [m for m in METHODS if "fmnist" in METHODS[m].PRESETS]
-    assert bench.parse_methods("instdisc, invaspread") == ["instdisc", "invaspread"]
+    assert presets.methods_with_preset() == [m for m in METHODS if "fmnist" in METHODS[m].PRESETS]
+    assert presets.parse_methods("instdisc, invaspread") == ["instdisc", "invaspread"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown method 'swav'; choose from instdisc"):
-        bench.parse_methods("instdisc,swav")
+        presets.parse_methods("instdisc,swav")
 
 
 def test_quick_and_sweep_runs_never_share_a_folder_or_an_exported_name_with_the_full_run():
