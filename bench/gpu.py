@@ -8,8 +8,9 @@
 2. Throughput of the `fmnist` presets on the GPU: `bench.throughput`'s rounds, on the device.
 3. Throughput of the `paper` recipes on one GPU: the method's step on synthetic uint8 crops of the recipe's
    sizes (decoding and cropping left out), at a per-GPU batch, and the GPU-hours that rate puts on the recipe.
-4. `bench.vs_lightly --epochs 4` on the GPU; part ``compiled``, only when named: the same with our networks
-   compiled (``--compile``: inductor's fused kernels where the eager step is bound by launching them).
+4. `bench.vs_lightly --epochs 4` on the GPU; parts ``compiled`` and ``graphed``, only when named: the same with
+   our networks compiled (``--compile``: inductor's fused kernels where the eager step is bound by launching
+   them; ``--compile reduce-overhead``: those kernels replayed as CUDA graphs, one launch per network and pass).
 5. `bench.views`: making the views, ours against kornia's transforms, timed and counted on the GPU.
 6. `bench.step_ops`: the operators, kernels and host syncs of one training step, ours against lightly's, as
    CUDA dispatches them.
@@ -221,20 +222,22 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="views,ops,layout,smoke,lightly,paper,fmnist",
                         help="comma-separated, run in the order given: views, ops, layout, smoke, lightly, compiled, "
-                             "paper, fmnist, long (compiled and long only when named)")
+                             "graphed, paper, fmnist, long (compiled, graphed and long only when named)")
     parser.add_argument("--quick", action="store_true", help="a few steps of each part, printed, nothing written")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda" and not args.quick:
         parser.error("no GPU here: this benchmark is the GPU's (--quick rehearses it on a CPU)")
     names = list(METHODS)
+    lightly_length = ["--quick"] if args.quick else ["--epochs", "4"]
     parts = {
         "smoke": ("On a GPU: every method trained, resumed, exported and loaded",
                   lambda: smoke_section(device, epochs=2)),
         "fmnist": ("On a GPU: training throughput of the fmnist presets",
                    lambda: fmnist_throughput_section(device, 2 if args.quick else 15, names)),
-        "lightly": (None, lambda: vs_lightly.main(["--quick"] if args.quick else ["--epochs", "4"])),
-        "compiled": (None, lambda: vs_lightly.main(["--compile", *(["--quick"] if args.quick else ["--epochs", "4"])])),
+        "lightly": (None, lambda: vs_lightly.main(lightly_length)),
+        "compiled": (None, lambda: vs_lightly.main(["--compile", *lightly_length])),
+        "graphed": (None, lambda: vs_lightly.main(["--compile", "reduce-overhead", *lightly_length])),
         "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "ops": (None, lambda: step_ops.main(["--no-write"] if args.quick else [])),
         "layout": (None, lambda: layout.main(["--repeats", "2", "--no-write"] if args.quick else [])),
@@ -242,8 +245,12 @@ def main(argv=None) -> int:
         "paper": ("On a GPU: throughput of the paper recipes",
                   lambda: paper_throughput_section(device, *((1, 1, 8) if args.quick else (3, 10, PER_GPU_BATCH)))),
     }
+    chosen = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = [part for part in chosen if part not in parts]
+    if unknown or not chosen:
+        parser.error(f"unknown part {', '.join(unknown) or '(none)'} in --parts; choose from {', '.join(parts)}")
     failed = []
-    for part in args.parts.split(","):
+    for part in chosen:
         title, run = parts[part]
         began = time.perf_counter()
         print(f"== {part}", flush=True)

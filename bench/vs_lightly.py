@@ -62,7 +62,7 @@ from train import data as datasets
 from train import optim
 from train.augment import Preprocess, StrongAugment
 from train.config import Config
-from train.engine import Schedules, compile_networks, on_device, train_step, training_loader, training_set
+from train.engine import COMPILE_MODES, Schedules, compile_networks, on_device, train_step, training_loader, training_set
 from train.knn import knn_monitor
 from train.methods import METHODS
 from train.methods.base import Progress
@@ -127,16 +127,16 @@ def preset(name: str, epochs: int | None = None) -> Config:
 
 class Ours:
     """The engine's path: in-memory uint8 images, ``training_loader``, ``train_step``; ``compiled``: the networks
-    compiled as ``python -m train --compile`` does (the warm-up steps, untimed, compile them)."""
+    compiled in that mode as ``python -m train --compile MODE`` does (the warm-up steps, untimed, compile them)."""
 
     label = "ours"
 
-    def __init__(self, name: str, cfg: Config, data: datasets.Data, device: torch.device, compiled: bool = False):
+    def __init__(self, name: str, cfg: Config, data: datasets.Data, device: torch.device, compiled: str | None = None):
         torch.manual_seed(cfg.seed)
         self.cfg, self.device = cfg, device
         self.model = on_device(METHODS[name].build(cfg, len(data.train), data.mean, data.std), device)
         if compiled:
-            compile_networks(self.model)
+            compile_networks(self.model, compiled)
         self.loader, self.sampler = training_loader(training_set(data, self.model), cfg, 0, 1, device)
         self.plan = Schedules.of(cfg, len(self.loader))
         self.optimizer = optim.build(self.model, cfg, self.plan.base_lr)
@@ -369,7 +369,7 @@ class Result:
 
 
 def measure(name: str, data, device, workers: int, repeats: int, warmup: int, steps: int, epochs: int,
-            seeds: int = 1, compiled: bool = False) -> Result:
+            seeds: int = 1, compiled: str | None = None) -> Result:
     cfg = preset(name)
     data = datasets.as_fed(data, cfg.normalize)  # both sides' views and the kNN as the recipe feeds them
     sides = [Ours(name, cfg, data, device, compiled), Lightly(name, cfg, data, device, workers)]
@@ -411,7 +411,7 @@ def seeded(values: list[float], spec: str) -> str:
 
 def report(results: list[Result], *, command: str, device: torch.device, workers: int, repeats: int, warmup: int,
            steps: int, epochs: int, train_images: int, test_images: int, lightly_version: str,
-           seeds: int = 1, compiled: bool = False) -> str:
+           seeds: int = 1, compiled: str | None = None) -> str:
     where = "GPU" if device.type == "cuda" else f"CPU, {count(torch.get_num_threads(), 'thread')}"
     rows = []
     for r in results:
@@ -428,8 +428,9 @@ def report(results: list[Result], *, command: str, device: torch.device, workers
     knn_note = (f"kNN top-1 (%) after {count(epochs, 'epoch')} of each side from scratch over {train_images} "
                 f"training images, which then vote for {test_images} test images (k=200, T=0.07){per_seed}" if epochs else
                 "kNN not measured (`--epochs N` trains each side N epochs and measures it)")
-    ours = (" with its networks compiled (`torch.compile`, as `python -m train --compile`: the compiling falls in the "
-            "untimed warm-up of the timed steps, but inside the kNN training's images/s)") if compiled else ""
+    ours = (f" with its networks compiled (`torch.compile` in mode {compiled}, as `python -m train --compile {compiled}`: "
+            "the compiling falls in the untimed warm-up of the timed steps, but inside the kNN training's images/s)"
+            ) if compiled else ""
     return f"""
 `{command}`: each method's `fmnist` preset trained by this
 project's engine (in-memory uint8 images, views batched on the {where}){ours} and by lightly {lightly_version}
@@ -466,7 +467,9 @@ def main(argv=None) -> str:
                         help="train the kNN runs from this many seeds on each side, the same ones on both")
     parser.add_argument("--subset", type=int, default=0,
                         help="a seeded N training and N/4 test images instead of all (0: all), for a short kNN run")
-    parser.add_argument("--compile", action="store_true", help="our side's networks compiled, as train --compile")
+    parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
+                        help="our side's networks compiled in MODE (default, reduce-overhead, max-autotune), as "
+                             "train --compile")
     parser.add_argument("--quick", action="store_true",
                         help="one warm-up and one timed step of each side on 2048 images; prints only")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md alone")
@@ -489,7 +492,7 @@ def main(argv=None) -> str:
                   epochs=args.epochs, train_images=len(data.train), test_images=len(data.test),
                   lightly_version=lightly.__version__, seeds=args.seeds, compiled=args.compile)
     if not args.no_write:
-        title = TITLE + (", ours compiled" if args.compile else "")
+        title = TITLE + {None: "", "default": ", ours compiled"}.get(args.compile, f", ours compiled ({args.compile})")
         write_section(title if device.type == "cpu" else f"{title} on a GPU", body)
     return body
 

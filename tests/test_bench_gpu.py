@@ -62,3 +62,9 @@ def test_the_long_part_trains_the_best_method_longer_in_its_own_section_and_rehe
     assert (full.methods, full.epochs, full.quick, full.skip_trained) == (["instdisc"], 40, False, True)
     quick = knn_fmnist.arguments(gpu.long_arguments(quick=True))
     assert quick.quick and quick.epochs is None
+
+
+def test_an_unknown_part_is_refused_before_anything_runs(capsys):
+    with pytest.raises(SystemExit):
+        gpu.main(["--quick", "--parts", "lightly,grahped"])
+    assert "unknown part grahped in --parts; choose from" in capsys.readouterr().err

@@ -62,8 +62,8 @@ def test_the_report_is_computed_from_the_measurements():
     assert "seeds" not in body and "compiled" not in body
     compiled = bench.report(results, command="python -m bench.vs_lightly --compile", device=torch.device("cpu"),
                             workers=1, repeats=3, warmup=2, steps=20, epochs=4, train_images=60000,
-                            test_images=10000, lightly_version="1.6.0", compiled=True)
-    assert "with its networks compiled" in compiled  # the section says which of our paths it timed
+                            test_images=10000, lightly_version="1.6.0", compiled="reduce-overhead")
+    assert "with its networks compiled (`torch.compile` in mode reduce-overhead" in compiled  # which path it timed
 
 
 def test_several_seeds_are_reported_as_their_mean_and_range():

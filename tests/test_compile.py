@@ -101,21 +101,44 @@ def test_compiled_networks_inside_ddp_train_as_the_eager_ones():
 def test_fit_compiled_checkpoints_and_exports_as_the_eager_run(zoo_home, tmp_path, monkeypatch):
     cfg = METHODS["simclr"].PRESETS["smoke"].override(epochs=1, **TINY_ARCH)
     monkeypatch.setattr(train.engine, "compile_networks", functools.partial(compile_networks, backend="aot_eager"))
-    for compiled in (False, True):
+    for compiled in (None, "default"):
         fit("simclr", "smoke", cfg, tmp_path / str(compiled), name=f"run-{compiled}", compiled=compiled)
-    eager, compiled = (torch.load(tmp_path / str(c) / "checkpoint.pt", weights_only=True)["model"] for c in (False, True))
+    eager, compiled = (torch.load(tmp_path / str(c) / "checkpoint.pt", weights_only=True)["model"]
+                       for c in (None, "default"))
     assert compiled.keys() == eager.keys()
     for key in eager:
         assert torch.allclose(compiled[key].float(), eager[key].float(), atol=1e-4), key
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        assert torch.allclose(zoo.load(str(zoo_home / "run-True"))(x), zoo.load(str(zoo_home / "run-False"))(x),
+        assert torch.allclose(zoo.load(str(zoo_home / "run-default"))(x), zoo.load(str(zoo_home / "run-None"))(x),
                               atol=1e-4)
 
 
-def test_the_command_line_compiles_only_when_asked(monkeypatch, tmp_path):
+def test_the_command_line_compiles_only_when_asked_and_in_the_mode_asked(monkeypatch, tmp_path, capsys):
     calls = []
     monkeypatch.setattr(train.__main__, "fit", lambda *args, **kwargs: calls.append(kwargs["compiled"]))
-    for extra in ([], ["--compile"]):
+    for extra in ([], ["--compile"], ["--compile", "reduce-overhead"]):
         train.__main__.main(["simclr", "--preset", "smoke", "--out", str(tmp_path), *extra])
-    assert calls == [False, True]
+    assert calls == [None, "default", "reduce-overhead"]
+    with pytest.raises(SystemExit):
+        train.__main__.main(["simclr", "--preset", "smoke", "--compile", "reduce_overhead"])
+    assert "invalid choice: 'reduce_overhead'" in capsys.readouterr().err and not calls[3:]
+
+
+def test_each_network_is_compiled_in_the_mode_asked(monkeypatch):
+    """The mode reaches torch.compile for every network (inductor's own, which the CPU tests do not run), and the
+    eager default passes none; a misspelt mode is refused before anything compiles."""
+    cfg = METHODS["mocov2"].PRESETS["smoke"].override(**TINY_ARCH)
+    method = METHODS["mocov2"].build(cfg, 512, (0.5,) * 3, (0.25,) * 3)
+    seen = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: seen.append((self, kwargs)))
+    compile_networks(method, "reduce-overhead")
+    assert [network for network, _ in seen] == list(method.networks()) and len(seen) >= 3  # encoder, head, key encoder
+    assert all(kwargs == dict(backend="inductor", mode="reduce-overhead") for _, kwargs in seen)
+    seen.clear()
+    compile_networks(method)
+    assert all(kwargs["mode"] is None for _, kwargs in seen)
+    seen.clear()
+    with pytest.raises(ValueError, match="unknown compile mode 'fast'; choose from default, reduce-overhead"):
+        compile_networks(method, "fast")
+    assert not seen

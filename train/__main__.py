@@ -6,7 +6,7 @@ import difflib
 import sys
 from pathlib import Path
 
-from .engine import fit
+from .engine import COMPILE_MODES, fit
 from .methods import METHODS
 
 
@@ -24,8 +24,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--name", help="zoo name of the exported model")
     parser.add_argument("--no-export", action="store_true")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the networks: fewer kernel launches on a GPU (the first steps compile)")
+    parser.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
+                        help="torch.compile the networks: fewer kernel launches on a GPU (the first steps compile); "
+                             "MODE reduce-overhead also replays them as CUDA graphs")
     args = parser.parse_args(argv)
     if args.method not in METHODS:
         close = difflib.get_close_matches(args.method, METHODS, n=3)

@@ -74,7 +74,8 @@ def to_device(images, device: torch.device):
 def train_step(trainer, method: Method, optimizer, plan: Schedules, images, index, progress: Progress,
                cfg: Config, device: torch.device) -> StepOutput:
     """One optimisation step in DINO's order; ``trainer`` is ``method`` or its DDP wrapper."""
-    plan.apply(optimizer, progress.step)
+    torch.compiler.cudagraph_mark_step_begin()  # under CUDA graphs (--compile reduce-overhead) a new step may reuse
+    plan.apply(optimizer, progress.step)        # the last one's graph outputs; elsewhere it does nothing
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         out = trainer(to_device(images, device), index.to(device, non_blocking=True), progress)
     optimizer.zero_grad(set_to_none=True)
@@ -178,25 +179,34 @@ def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device, memory_format=training_layout(model))
 
 
-def compile_networks(method: Method, backend: str = "inductor") -> Method:
+# torch.compile's modes: inductor's fused kernels ("default"); the same replayed as CUDA graphs, one launch per
+# network and pass ("reduce-overhead"); kernels autotuned at compile time ("max-autotune", minutes more)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def compile_networks(method: Method, mode: str = "default", backend: str = "inductor") -> Method:
     """``torch.compile`` each of the method's networks in place (``Method.networks``). On a GPU a small-image step
-    is bound by kernel launches, not arithmetic, and inductor fuses each BatchNorm, activation and residual add
-    with its neighbours into fewer kernels (the gain on a GPU: ``python -m bench.gpu --parts compiled``). On a CPU
-    it only costs the compiling.
+    is bound by kernel launches, not arithmetic: inductor fuses each BatchNorm, activation and residual add with
+    its neighbours into fewer kernels, and ``mode="reduce-overhead"`` replays each network's passes as CUDA graphs,
+    which the engine's steps allow (no host syncs, fixed batch shapes). The gain on a GPU:
+    ``python -m bench.gpu --parts compiled,graphed``. On a CPU it only costs the compiling (CUDA graphs need CUDA).
     In place, the state dict keeps its keys (checkpoints and exports are as without), and a deep copy is eager.
-    ``backend="aot_eager"`` traces and functionalises as inductor does but runs the traced graphs eagerly: how the
-    tests check the tracing on a CPU without paying for kernel generation."""
+    ``backend="aot_eager"`` traces and functionalises as inductor does but runs the traced graphs eagerly (and
+    ignores ``mode``): how the tests check the tracing on a CPU without paying for kernel generation."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; choose from {', '.join(COMPILE_MODES)}")
     for network in method.networks():
-        network.compile(backend=backend)
+        network.compile(backend=backend, mode=None if mode == "default" else mode)
     return method
 
 
 def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False, export: bool = True,
         name: str | None = None, after_epoch: Callable[[int], None] | None = None,
-        compiled: bool = False) -> Path | None:
+        compiled: str | None = None) -> Path | None:
     """Train ``method`` with ``cfg``, checkpointing into ``out``; returns the exported folder. ``after_epoch(epoch)``
     runs on the first process once each epoch's checkpoint is written (a benchmark times its yardstick there).
-    ``compiled``: the networks compiled (:func:`compile_networks`), a choice of this call, not of the recipe."""
+    ``compiled``: the networks compiled in this mode (:func:`compile_networks`), a choice of this call, not of the
+    recipe."""
     rank, world, device = distributed.setup()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +226,7 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False, 
     if start == 0 and model.wants_prefill:
         prefill(model, data, preprocess, cfg, device, rank, world)
     if compiled:  # after the one pass of prefill, which would compile a graph for nothing
-        compile_networks(model)
+        compile_networks(model, compiled)
     # buffers (e.g. the memory bank) stay in step by gathering updates, not by broadcast
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     log = EpochLog(out, start) if rank == 0 else None
