@@ -431,12 +431,14 @@ def report(results: list[Result], *, command: str, device: torch.device, workers
     ours = (f" with its networks compiled (`torch.compile` in mode {compiled}, as `python -m train --compile {compiled}`: "
             "the compiling falls in the untimed warm-up of the timed steps, but inside the kNN training's images/s)"
             ) if compiled else ""
+    cudnn = (" (cuDNN in benchmark mode for both: the engine turns it on, and the switch is the process's)"
+             if device.type == "cuda" else "")
     return f"""
 `{command}`: each method's `fmnist` preset trained by this
 project's engine (in-memory uint8 images, views batched on the {where}){ours} and by lightly {lightly_version}
 (torchvision's FashionMNIST as PIL images through lightly's transform in {processes}, one per CPU this process
 may run on; lightly's heads, losses, momentum update, SplitBatchNorm and LARS),
-both on timm's {first.arch} at {first.image_size} px from the same seed, with the same batch, augmentation numbers,
+both on timm's {first.arch} at {first.image_size} px from the same seed{cudnn}, with the same batch, augmentation numbers,
 lr at every step, weight decay and steps. Images per second end to end (loading included) over
 {count(steps, 'step')} after {count(warmup, 'warm-up step')}, ours and lightly's timed interleaved
 {count(repeats, 'time')}: median (min-max); the ratio is of the medians, with the range of the per-repeat ratios.

@@ -462,3 +462,19 @@ def test_the_engine_trains_channels_last_and_exports_dense_weights_that_load_equ
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(zoo.load(str(tmp_path / "m"))(x), model(x), atol=1e-5)
+
+
+def test_on_cuda_the_engine_lets_cudnn_pick_each_convolutions_fastest_algorithm(monkeypatch):
+    """As the authors' main_moco.py: the batches keep one shape, so cuDNN's benchmark of each shape pays off. The
+    move itself is stubbed (no GPU here); on a CPU the process-wide flag is left as it was."""
+    from train.engine import on_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    model = torch.nn.Conv2d(3, 4, 3)
+    moved = []
+    monkeypatch.setattr(model, "to", lambda device, memory_format: moved.append((device, memory_format)) or model)
+    on_device(model, torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    on_device(model, torch.device("cuda", 0))
+    assert torch.backends.cudnn.benchmark is True
+    assert moved == [(torch.device("cpu"), torch.channels_last), (torch.device("cuda", 0), torch.channels_last)]

@@ -175,7 +175,11 @@ def training_layout(model: torch.nn.Module) -> torch.memory_format:
 
 def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` on ``device`` in its :func:`training_layout`. The values are the same; ``zoo.checkpoint.save``
-    writes them dense."""
+    writes them dense. On CUDA, cuDNN in benchmark mode, as the authors' main_moco.py, main_simsiam.py and
+    main_dino.py set it: it times the algorithms for each convolution shape it first meets and keeps the
+    fastest, which pays off because the engine's batches keep one shape (``drop_last``)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     return model.to(device, memory_format=training_layout(model))
 
 
