@@ -126,15 +126,15 @@ def test_the_command_line_compiles_only_when_asked_and_in_the_mode_asked(monkeyp
 
 
 def test_each_network_is_compiled_in_the_mode_asked(monkeypatch):
-    """The mode reaches torch.compile for every network (inductor's own, which the CPU tests do not run), and the
-    eager default passes none; a misspelt mode is refused before anything compiles."""
+    """The mode reaches torch.compile for every network (inductor's own, which the CPU tests do not run), with
+    static shapes, and the default passes none; a misspelt mode is refused before anything compiles."""
     cfg = METHODS["mocov2"].PRESETS["smoke"].override(**TINY_ARCH)
     method = METHODS["mocov2"].build(cfg, 512, (0.5,) * 3, (0.25,) * 3)
     seen = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: seen.append((self, kwargs)))
     compile_networks(method, "reduce-overhead")
     assert [network for network, _ in seen] == list(method.networks()) and len(seen) >= 3  # encoder, head, key encoder
-    assert all(kwargs == dict(backend="inductor", mode="reduce-overhead") for _, kwargs in seen)
+    assert all(kwargs == dict(backend="inductor", mode="reduce-overhead", dynamic=False) for _, kwargs in seen)
     seen.clear()
     compile_networks(method)
     assert all(kwargs["mode"] is None for _, kwargs in seen)
@@ -142,3 +142,24 @@ def test_each_network_is_compiled_in_the_mode_asked(monkeypatch):
     with pytest.raises(ValueError, match="unknown compile mode 'fast'; choose from default, reduce-overhead"):
         compile_networks(method, "fast")
     assert not seen
+
+
+def test_every_graph_is_compiled_for_the_batches_concrete_shapes():
+    """MoCo's key encoder runs without gradients on the second half of the views (another grad mode, another
+    storage offset than the query encoder's input). Left dynamic, torch recompiled it for symbolic sizes, whose
+    code inductor took over 15 minutes to generate on a CPU; every graph handed to the backend must be static."""
+    torch._dynamo.reset()
+    inputs = []
+
+    def backend(graph, example_inputs):  # what dynamo traced each input as: a size symbol, or a (fake) tensor
+        inputs.extend(node.meta["example_value"] for node in graph.graph.nodes if node.op == "placeholder")
+        return graph.forward
+
+    cfg = METHODS["mocov2"].PRESETS["smoke"].override(**TINY_ARCH)
+    images = torch.randint(0, 256, (cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
+    method = compile_networks(METHODS["mocov2"].build(cfg, 512, (0.5,) * 3, (0.25,) * 3), backend=backend)
+    two_steps(method, cfg, images)
+    assert inputs  # the networks were traced
+    symbolic = [value for value in inputs if isinstance(value, torch.SymInt) or isinstance(value, torch.Tensor) and
+                any(isinstance(n, torch.SymInt) for n in (*value.shape, value.storage_offset()))]
+    assert not symbolic

@@ -200,7 +200,10 @@ def compile_networks(method: Method, mode: str = "default", backend: str = "indu
     if mode not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {mode!r}; choose from {', '.join(COMPILE_MODES)}")
     for network in method.networks():
-        network.compile(backend=backend, mode=None if mode == "default" else mode)
+        # static shapes, as the engine's batches keep one: left to guess, dynamo recompiled MoCo's key encoder (its
+        # wrapper's code is shared with the query encoder's) for symbolic sizes, which took inductor's CPU code
+        # generation over 15 minutes for two smoke steps (17 s static), and CUDA graphs want one shape anyway
+        network.compile(backend=backend, mode=None if mode == "default" else mode, dynamic=False)
     return method
 
 
