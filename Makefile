@@ -42,6 +42,7 @@ bench: setup data
 	$(PY) -m bench.leaderboard
 	$(PY) -m bench.throughput
 	$(PY) -m bench.layout
+	$(PY) -m bench.compile_gain
 	$(PY) -m bench.load_app
 	$(PY) -m bench.app_bombs
 	$(PY) -m bench.bad_inputs

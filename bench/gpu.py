@@ -15,7 +15,8 @@
 6. `bench.step_ops`: the operators, kernels and host syncs of one training step, ours against lightly's, as
    CUDA dispatches them.
 7. `bench.layout`: each method's step channels-last against NCHW on the GPU, which checks the layout the engine
-   picks (NCHW for MoCo's split BatchNorms).
+   picks (NCHW for MoCo's split BatchNorms); `bench.compile_gain` (part ``compile-gain``): each step eager
+   against compiled and replayed as CUDA graphs.
 8. Only when asked (``--parts long``): the lineage's best method trained longer than its CPU preset
    (``bench.knn_fmnist --methods instdisc --epochs 40``, about six minutes on an H200), towards the stage-2
    goal of 84% kNN; its record lands in ``bench/records/``, to be copied back with the report.
@@ -45,7 +46,7 @@ from train.engine import fit, on_device
 from train.knn import knn_monitor
 from train.methods import METHODS
 
-from . import knn_fmnist, layout, step_ops, throughput, views, vs_lightly
+from . import compile_gain, knn_fmnist, layout, step_ops, throughput, views, vs_lightly
 from .bare import BARE, engine_step
 from .report import write_section
 
@@ -222,7 +223,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="views,ops,layout,smoke,lightly,paper,fmnist",
                         help="comma-separated, run in the order given: views, ops, layout, smoke, lightly, compiled, "
-                             "graphed, paper, fmnist, long (compiled, graphed and long only when named)")
+                             "graphed, compile-gain, paper, fmnist, long (compiled, graphed, compile-gain and long "
+                             "only when named)")
     parser.add_argument("--quick", action="store_true", help="a few steps of each part, printed, nothing written")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -241,6 +243,7 @@ def main(argv=None) -> int:
         "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "ops": (None, lambda: step_ops.main(["--no-write"] if args.quick else [])),
         "layout": (None, lambda: layout.main(["--repeats", "2", "--no-write"] if args.quick else [])),
+        "compile-gain": (None, lambda: compile_gain.main(["--repeats", "2", "--no-write"] if args.quick else [])),
         "long": (None, lambda: knn_fmnist.main(long_arguments(args.quick))),
         "paper": ("On a GPU: throughput of the paper recipes",
                   lambda: paper_throughput_section(device, *((1, 1, 8) if args.quick else (3, 10, PER_GPU_BATCH)))),
