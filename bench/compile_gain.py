@@ -10,7 +10,6 @@ compiled step is faster).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
@@ -20,7 +19,7 @@ from train import data as datasets
 from train.engine import compile_networks, on_device
 
 from .bare import BARE, engine_step
-from .presets import parse_methods
+from .presets import step_rounds_parser
 from .report import write_section
 from .throughput import first_batch, rounds, spread, synced
 
@@ -53,13 +52,7 @@ def steps(name: str, data: datasets.Data, batch: int, device: torch.device) -> t
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m bench.compile_gain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", type=parse_methods, default=DEFAULT,
-                        help=f"comma-separated methods with an fmnist preset (default: {DEFAULT})")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
-    args = parser.parse_args(argv)
+    args = step_rounds_parser("python -m bench.compile_gain", __doc__, DEFAULT).parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = datasets.load("fashion-mnist", BARE.image_size, BARE.batch_size)
     batch = BARE.batch_size

@@ -13,7 +13,6 @@ any load).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 import torch
@@ -24,7 +23,7 @@ from train.engine import training_layout
 from .bare import BARE, engine_step
 from .dispatch import dispatched
 from .report import write_section
-from .presets import parse_methods
+from .presets import step_rounds_parser
 from .throughput import first_batch, rounds, spread, synced
 
 LAYOUTS = {"NHWC": torch.channels_last, "NCHW": torch.contiguous_format}
@@ -49,13 +48,7 @@ def operators(step) -> int:
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m bench.layout", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", type=parse_methods, default=DEFAULT,
-                        help=f"comma-separated methods with an fmnist preset (default: {DEFAULT})")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
-    args = parser.parse_args(argv)
+    args = step_rounds_parser("python -m bench.layout", __doc__, DEFAULT).parse_args(argv)
     names = args.methods
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = datasets.load("fashion-mnist", BARE.image_size, BARE.batch_size)

@@ -23,3 +23,15 @@ def parse_methods(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("name at least one method, e.g. --methods instdisc,invaspread")
     return names
+
+
+def step_rounds_parser(prog: str, description: str, default: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that times each method's step in interleaved rounds against a variant of it
+    (``bench.layout``, ``bench.compile_gain``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", type=parse_methods, default=default,
+                        help=f"comma-separated methods with an fmnist preset (default: {default})")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    return parser
