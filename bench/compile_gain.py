@@ -20,7 +20,7 @@ from train.engine import compile_networks, on_device
 
 from .bare import BARE, engine_step
 from .presets import step_rounds_parser
-from .report import write_section
+from .report import device_title, write_section
 from .throughput import first_batch, rounds, spread, synced
 
 DEFAULT = "mocov2,simclr"
@@ -80,7 +80,7 @@ compiled one's in the same round (above 1: compiling pays).
 """ + "\n".join(rows)
     print(body)
     if not args.no_write:
-        write_section("Compiled steps" + (" on a GPU" if device.type == "cuda" else ""), body)
+        write_section(device_title("Compiled steps", device), body)
     return body
 
 

@@ -22,7 +22,7 @@ from train.engine import training_layout
 
 from .bare import BARE, engine_step
 from .dispatch import dispatched
-from .report import write_section
+from .report import device_title, write_section
 from .presets import step_rounds_parser
 from .throughput import first_batch, rounds, spread, synced
 
@@ -75,7 +75,7 @@ BatchNorm in NHWC.
 """ + "\n".join(rows)
     print(body)
     if not args.no_write:
-        write_section("The convolutions' layout" + (" on a GPU" if device.type == "cuda" else ""), body)
+        write_section(device_title("The convolutions' layout", device), body)
     return body
 
 

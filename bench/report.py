@@ -17,6 +17,12 @@ def machine() -> str:
     return f"{device}, torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}"
 
 
+def device_title(title: str, device: torch.device) -> str:
+    """The section ``title`` of figures measured on ``device``: a GPU's stand in a section of their own, beside the
+    CPU's."""
+    return title + (" on a GPU" if device.type == "cuda" else "")
+
+
 def write_section(title: str, body: str) -> None:
     text = REPORT.read_text() if REPORT.exists() else HEADER
     section = f"## {title}\n\n_{time.strftime('%Y-%m-%d')}, {machine()}_\n\n{body.strip()}\n"

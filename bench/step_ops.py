@@ -19,7 +19,7 @@ from train import data as datasets
 
 from . import vs_lightly
 from .dispatch import Dispatched, dispatched
-from .report import write_section
+from .report import device_title, write_section
 
 
 def counted_step(step, batch) -> Dispatched:
@@ -85,7 +85,7 @@ A multi-tensor operator (`_foreach_`) counts once.
 {chr(10).join(rows)}
 """
     if not args.no_write:
-        write_section("Operators per training step" + (" on a GPU" if device.type == "cuda" else ""), body)
+        write_section(device_title("Operators per training step", device), body)
     return body
 
 

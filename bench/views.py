@@ -22,7 +22,7 @@ from train.methods import METHODS
 
 from .bare import sync
 from .dispatch import dispatched
-from .report import write_section
+from .report import device_title, write_section
 from .throughput import rounds, spread, synced
 
 METHODS_MEASURED = ("instdisc", "invaspread", "moco", "mocov2", "simclr", "simclrv2")
@@ -121,7 +121,7 @@ the GPU's queue drains).
 {chr(10).join(rows)}
 """
     if not args.no_write:
-        write_section("Making the views" + (" on a GPU" if device.type == "cuda" else ""), body)
+        write_section(device_title("Making the views", device), body)
     return body
 
 

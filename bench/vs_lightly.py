@@ -68,7 +68,7 @@ from train.methods import METHODS
 from train.methods.base import Progress
 
 from .bare import sync
-from .report import write_section
+from .report import device_title, write_section
 
 TITLE = "Against lightly (SimCLR, MoCo v2)"
 METHOD_NAMES = {"simclr": "SimCLR", "mocov2": "MoCo v2"}
@@ -495,7 +495,7 @@ def main(argv=None) -> str:
                   lightly_version=lightly.__version__, seeds=args.seeds, compiled=args.compile)
     if not args.no_write:
         title = TITLE + {None: "", "default": ", ours compiled"}.get(args.compile, f", ours compiled ({args.compile})")
-        write_section(title if device.type == "cpu" else f"{title} on a GPU", body)
+        write_section(device_title(title, device), body)
     return body
 
 
