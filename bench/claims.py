@@ -38,6 +38,7 @@ from train.knn import knn_accuracy
 from train.methods import METHODS
 
 from . import knn_fmnist as lineage
+from .presets import comma_names
 from .report import write_section
 
 TITLE = "The papers' claims on Fashion-MNIST"
@@ -99,13 +100,7 @@ def ablations(scale: lineage.Scale = lineage.FULL) -> set[str]:
     return {run.name for claim in CLAIMS.values() for run in claim.variants(scale)}
 
 
-def parse_claims(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in CLAIMS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown claim {', '.join(unknown) or '(none)'}; choose from "
-                                         f"{', '.join(CLAIMS)}")
-    return names
+parse_claims = comma_names("claim", CLAIMS)
 
 
 def claim_results(claim: Claim, scale, train: bool, skip_trained: bool,

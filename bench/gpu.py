@@ -48,6 +48,7 @@ from train.methods import METHODS
 
 from . import compile_gain, knn_fmnist, layout, step_ops, throughput, views, vs_lightly
 from .bare import BARE, engine_step
+from .presets import comma_names
 from .report import write_section
 
 IMAGENET_IMAGES = 1_281_167
@@ -232,6 +233,7 @@ def main(argv=None) -> int:
         parser.error("no GPU here: this benchmark is the GPU's (--quick rehearses it on a CPU)")
     names = list(METHODS)
     lightly_length = ["--quick"] if args.quick else ["--epochs", "4"]
+    rounds_length = ["--repeats", "2", "--no-write"] if args.quick else []
     parts = {
         "smoke": ("On a GPU: every method trained, resumed, exported and loaded",
                   lambda: smoke_section(device, epochs=2)),
@@ -240,18 +242,18 @@ def main(argv=None) -> int:
         "lightly": (None, lambda: vs_lightly.main(lightly_length)),
         "compiled": (None, lambda: vs_lightly.main(["--compile", *lightly_length])),
         "graphed": (None, lambda: vs_lightly.main(["--compile", "reduce-overhead", *lightly_length])),
-        "views": (None, lambda: views.main(["--repeats", "2", "--no-write"] if args.quick else [])),
+        "views": (None, lambda: views.main(rounds_length)),
         "ops": (None, lambda: step_ops.main(["--no-write"] if args.quick else [])),
-        "layout": (None, lambda: layout.main(["--repeats", "2", "--no-write"] if args.quick else [])),
-        "compile-gain": (None, lambda: compile_gain.main(["--repeats", "2", "--no-write"] if args.quick else [])),
+        "layout": (None, lambda: layout.main(rounds_length)),
+        "compile-gain": (None, lambda: compile_gain.main(rounds_length)),
         "long": (None, lambda: knn_fmnist.main(long_arguments(args.quick))),
         "paper": ("On a GPU: throughput of the paper recipes",
                   lambda: paper_throughput_section(device, *((1, 1, 8) if args.quick else (3, 10, PER_GPU_BATCH)))),
     }
-    chosen = [part.strip() for part in args.parts.split(",") if part.strip()]
-    unknown = [part for part in chosen if part not in parts]
-    if unknown or not chosen:
-        parser.error(f"unknown part {', '.join(unknown) or '(none)'} in --parts; choose from {', '.join(parts)}")
+    try:
+        chosen = comma_names("part", parts)(args.parts)
+    except argparse.ArgumentTypeError as error:  # the parts' runs need the parsed arguments: checked after them
+        parser.error(f"--parts: {error}")
     failed = []
     for part in chosen:
         title, run = parts[part]

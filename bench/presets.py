@@ -1,14 +1,28 @@
 """The methods a Fashion-MNIST benchmark can train: those with an ``fmnist`` preset, and the ``--methods``
-argument that names some of them (one check for every benchmark that takes it)."""
+argument that names some of them (one check for every benchmark that takes it); the other comma-separated lists
+of names the benchmarks take (claims, parts)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from train.methods import METHODS
 
 
 def methods_with_preset() -> list[str]:
     return [name for name, module in METHODS.items() if "fmnist" in module.PRESETS]
+
+
+def comma_names(kind: str, known) -> Callable[[str], list[str]]:
+    """An argparse type for a comma-separated list of names, each one of ``known`` (named ``kind`` in the error)."""
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(unknown) or '(none)'}; choose from "
+                                             f"{', '.join(known)}")
+        return names
+    return parse
 
 
 def parse_methods(text: str) -> list[str]:

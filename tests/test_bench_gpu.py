@@ -67,4 +67,4 @@ def test_the_long_part_trains_the_best_method_longer_in_its_own_section_and_rehe
 def test_an_unknown_part_is_refused_before_anything_runs(capsys):
     with pytest.raises(SystemExit):
         gpu.main(["--quick", "--parts", "lightly,grahped"])
-    assert "unknown part grahped in --parts; choose from" in capsys.readouterr().err
+    assert "--parts: unknown part grahped; choose from" in capsys.readouterr().err
