@@ -7,6 +7,7 @@ hyper-parameter varied, or (SimCLR) one trained model read two ways.
 - MoCo (Sec. 4.1, momentum ablation): m = 0 fails to train well; a slow key encoder (0.99 to 0.9999) works.
 - SimCLR (Chen et al. 2020, Sec. 4.2 and Fig. 8): the representation before the projection head is much
   better than the head's output.
+- SimSiam (Chen & He 2021, Sec. 4.1): without the stop-gradient it collapses.
 
 Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed across sessions as the
 lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
@@ -92,6 +93,9 @@ CLAIMS = {
     "simclr-temperature": Claim("simclr", "temperature", "T", (0.5,),
                                 "SimCLR (Table 5): with l2-normalised projections, T = 0.1 beats 0.5",
                                 predicts="falls"),
+    "simsiam-stop-gradient": Claim("simsiam", "stop_gradient", "stopgrad", (False,),
+                                   "SimSiam (Sec. 4.1, Fig. 2): without the stop-gradient the model collapses",
+                                   predicts="fails"),
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ from zoo.resolve import zoo_home
 from . import data as datasets
 from . import distributed, optim, schedules
 from .augment import Preprocess
+from .blocks.collapse import collapse_warning
 from .blocks.shuffle_bn import SplitBatchNorm
 from .config import Config
 from .knn import knn_monitor
@@ -250,6 +252,8 @@ def fit(method: str, preset: str, cfg: Config, out: Path, resume: bool = False, 
                        lr=f"{plan.lr[(epoch + 1) * len(loader) - 1]:.5g}", seconds=round(time.time() - began, 1))
             log.log(**row)
             print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+            if warning := collapse_warning(means):
+                print(f"epoch {epoch + 1}: {warning}", file=sys.stderr, flush=True)
             save_atomic(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch + 1,
                              method=method, config=asdict(cfg)), out / CHECKPOINT)
             if after_epoch:

@@ -125,3 +125,12 @@ def nt_xent(z: torch.Tensor, keys: torch.Tensor | None = None, offset: int = 0, 
         if negatives is not None:
             logits = torch.cat([logits, z.float() @ negatives.detach().float().T / temperature], dim=1)
         return F.cross_entropy(logits, positive), (logits.argmax(dim=1) == positive).float().mean().detach()
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """SimSiam's D(p, z) = -(p / ||p||_2) . (z / ||z||_2) (Chen & He 2021, eq. 1), averaged over the batch, in
+    float32 whatever the autocast. It stops no gradient itself: the caller writes ``z.detach()`` where the
+    paper writes stopgrad(z) (eq. 2), so that the ablation without it (Sec. 4.1) is the same call.
+    BYOL's loss (Grill et al. 2020, eq. 2) is ||p/||p|| - z/||z|| ||^2 = 2 + 2 D(p, z)."""
+    with torch.autocast(p.device.type, enabled=False):
+        return -(F.normalize(p.float(), dim=1) * F.normalize(z.float(), dim=1)).sum(dim=1).mean()
