@@ -151,19 +151,26 @@ class StrongAugment(nn.Module):
       TensorFlow code (``sample_distorted_bounding_box``; one sigma per batch, zero padding), whose jitter is
       passed in (``train.colour_tf``: additive brightness in v1, multiplicative in v2); MoCo v2's is torchvision's.
 
-    Blur commutes with neither jitter nor greying exactly, but the papers put it after both, as here; the
-    flip commutes with everything and comes last.
+    - BYOL: SimCLR's recipe with jitter (0.4, 0.4, 0.2, 0.1), and two views that differ (blur 1.0 and 0.1,
+      ``solarize`` 0 and 0.2); torchvision's crop boxes, a sigma per image and zero padding
+      (``blur_padding="zeros"``).
+
+    Blur commutes with neither jitter nor greying exactly, but the papers put it after both, and solarising after
+    the blur, as here; the flip commutes with everything and comes last.
     """
 
     def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5,
-                 tensorflow: bool = False):
+                 tensorflow: bool = False, solarize: float = 0.0, blur_padding: str | None = None):
         super().__init__()
         self.crops = [Crop(size, scale, sampler="tensorflow" if tensorflow else "torchvision")]
         self.jitter = jitter or colour_jitter(*simclr_jitter(1.0))
         ops = [self.crops[0].on_device(), self.jitter, T.RandomGrayscale(p=0.2)]
         if blur:
+            padding = blur_padding or ("zeros" if tensorflow else "reflect")
             ops.append(T.RandomGaussianBlur(blur_kernel(size), (0.1, 2.0), p=blur, per_batch_sigma=tensorflow,
-                                            padding="zeros" if tensorflow else "reflect"))
+                                            padding=padding))
+        if solarize:
+            ops.append(T.RandomSolarize(solarize))
         self.ops = nn.Sequential(*ops, T.RandomHorizontalFlip(), T.Normalize(mean, std))
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:

@@ -287,6 +287,19 @@ class RandomGaussianBlur(nn.Module):
         return x.view(n, c, height, width)
 
 
+class RandomSolarize(nn.Module):
+    """Solarisation with probability ``p`` per image, as BYOL's augmentations (Grill et al. 2020, Table 6): pixels
+    at or above ``threshold`` are inverted, x -> 1 - x, on images in [0, 1]."""
+
+    def __init__(self, p: float, threshold: float = 0.5):
+        super().__init__()
+        self.p, self.threshold = p, threshold
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        drawn = chance(len(images), self.p, images.device).view(-1, 1, 1, 1)
+        return torch.where(drawn & (images >= self.threshold), 1 - images, images)
+
+
 class Normalize(nn.Module):
     """(image - mean) / std per channel; a grey batch comes out with as many channels as ``mean``."""
 

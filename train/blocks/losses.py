@@ -134,3 +134,9 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     BYOL's loss (Grill et al. 2020, eq. 2) is ||p/||p|| - z/||z|| ||^2 = 2 + 2 D(p, z)."""
     with torch.autocast(p.device.type, enabled=False):
         return -(F.normalize(p.float(), dim=1) * F.normalize(z.float(), dim=1)).sum(dim=1).mean()
+
+
+def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's loss (Grill et al. 2020, eq. 2): ||p / ||p|| - z / ||z|| ||^2 = 2 - 2 cos(p, z), averaged over the
+    batch, as the authors' ``regression_loss``; the caller stops z's gradient (the target network's)."""
+    return 2 + 2 * negative_cosine(p, z)

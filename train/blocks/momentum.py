@@ -3,6 +3,7 @@ teachers of the later methods."""
 from __future__ import annotations
 
 import copy
+import math
 import itertools
 
 import torch
@@ -28,3 +29,9 @@ def momentum_update(target: nn.Module, online: tuple[nn.Module, ...], momentum: 
         raise ValueError(f"the momentum encoder has {len(targets)} parameters and the online encoder "
                          f"{len(sources)}: build it with momentum_copy from the same modules")
     torch._foreach_lerp_(targets, sources, 1.0 - momentum)
+
+
+def cosine_momentum(base: float, fraction: float) -> float:
+    """BYOL's target decay rate (Grill et al. 2020, Sec. 3.2): tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 at
+    step k of K, from ``base`` at the start to 1 at the end (``fraction`` = k / K); DINO's teacher follows the same."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * fraction) + 1.0) / 2.0

@@ -14,16 +14,21 @@ class TwoViews(nn.Module):
     random parameters per row, so the two views differ, and the backbone then sees both in one pass
     (InvaSpread's ``torch.cat((inputs1, inputs2))``). Image files arrive as the two crops the CPU
     workers cut, one batch per view (``crops``), and each gets the rest of ``augment``.
+
+    ``second``: the second view's own maker, where a recipe's two views differ (BYOL's blur and solarisation);
+    each view is then made by its own call.
     """
 
-    def __init__(self, augment: nn.Module):
+    def __init__(self, augment: nn.Module, second: nn.Module | None = None):
         super().__init__()
-        self.augment = augment
-        self.crops = list(augment.crops) * 2
+        self.augment, self.second = augment, second
+        self.crops = list(augment.crops) + list((second or augment).crops)
 
     def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         if isinstance(images, torch.Tensor):
-            return self.augment(torch.cat([images, images]))
+            if self.second is None:
+                return self.augment(torch.cat([images, images]))
+            return torch.cat([self.augment(images), self.second(images)])
         if len(images) != 2:
             raise ValueError(f"{len(images)} crops per image for two views: cut them with TwoViews.crops")
-        return torch.cat([self.augment([crop]) for crop in images])
+        return torch.cat([self.augment([images[0]]), (self.second or self.augment)([images[1]])])

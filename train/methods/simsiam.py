@@ -70,8 +70,12 @@ def build(cfg: Config, num_images: int, mean, std) -> SimSiam:
 # --fix-pred-lr
 PAPER_METHOD = dict(dim=2048, pred_dim=512, projector_layers=3, fix_pred_lr=True)
 # Fashion-MNIST at 32 px on a CPU, after the paper's CIFAR-10 recipe (Appendix D): a 2-layer projector, batch 512,
-# SGD lr 0.03 x B/256, wd 5e-4, cosine (per step, as MoCo v2's CPU preset says why); the lineage's ResNet-18 with
-# the authors' init (InstDisc's presets say why) and no blur at 32 px (as MoCo v2's CPU preset)
+# SGD lr 0.03 x B/256, wd 5e-4, cosine (per step, as MoCo v2's CPU preset says why), no blur at 32 px (as MoCo v2's
+# CPU preset). Two departures shared by the lineage's CPU presets: timm's ResNet-18 with its ImageNet stem (the
+# paper's CIFAR variant takes a 3 x 3 stem without max-pool), and every residual branch at full scale
+# (zero_init_last=False, where builder.py zero-initialises the last BN of each block: at 32 px that start is a chain
+# of strided 1 x 1 subsamplings, InstDisc's presets say more). The projector's hidden width is the encoder's (512),
+# as builder.py's rule, where the paper's text gives 2048 for its ResNet-50
 CPU = dict(arch="resnet18", model_args=dict(zero_init_last=False), image_size=32, batch_size=512, lr=0.03,
            lr_scaling="linear", momentum=0.9, weight_decay=5e-4, schedule="cosine", knn_subset=10000,
            method=dict(PAPER_METHOD, projector_layers=2, blur=0.0))
