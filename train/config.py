@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-CHOICES = dict(optimizer=("sgd", "lars", "adamw"), schedule=("step", "cosine", "cosine-epoch"), lr_scaling=("none", "linear", "sqrt"))
+CHOICES = dict(optimizer=("sgd", "lars", "adamw"), schedule=("step", "cosine", "cosine-epoch"), lr_scaling=("none", "linear", "sqrt"),
+               lars_trust=("update", "larc"))
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Config:
     betas: tuple = (0.9, 0.999)  # AdamW
     lars_eta: float = 0.001  # LARS trust coefficient
     lars_classic_momentum: bool = False  # LARS: lr inside the momentum buffer (SimCLR's TensorFlow LARS)
+    lars_trust: str = "update"  # LARS's trust ratio: eta ||w|| / ||g + wd w|| ("update": SimCLR, BYOL), or apex's
+    # LARC, eta ||w|| / (||g|| + wd ||w||) ("larc": SwAV)
     weight_decay: float = 5e-4
     weight_decay_end: float | None = None  # cosine from weight_decay to this over the run (DINO: 0.04 -> 0.4)
     exclude_norm_bias: bool = False  # biases and norm layers: no weight decay, no LARS trust ratio
@@ -31,6 +34,7 @@ class Config:
     milestones: tuple = ()
     lr_factors: tuple = ()  # lr = base x lr_factors[i] from milestone i on (default x0.1 at each milestone)
     warmup_epochs: float = 0  # may be a fraction: a short CPU run warms up over part of an epoch
+    warmup_start: float = 0.0  # the lr the warm-up rises from, linearly to the base lr (SwAV: 0.3); 0: from 0
     clip_grad: float = 0.0  # max gradient norm (0: no clipping)
     method: dict = field(default_factory=dict)  # the method's own hyper-parameters
     normalize: bool = True  # False: views and export take RGB in [0, 1], unnormalised (SimCLR's TensorFlow code)

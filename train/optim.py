@@ -17,8 +17,9 @@ from .methods.base import Method, split_norm_bias
 
 class LARS(torch.optim.Optimizer):
     """SGD with momentum whose step is rescaled per parameter by a trust ratio (LARS: You, Gitman &
-    Ginsburg 2017, arXiv 1708.03888, the local lr of Algorithm 1), with the trust ratio SimCLR, BYOL and
-    SwAV use (eta ||w|| / ||g + wd w||):
+    Ginsburg 2017, arXiv 1708.03888, the local lr of Algorithm 1), with the trust ratio SimCLR and BYOL use,
+    eta ||w|| / ||g + wd w|| (``trust="update"``), or apex's LARC that SwAV uses, eta ||w|| / (||g|| + wd ||w||)
+    (``trust="larc"``, clip off, as SwAV's code):
 
         d = g + wd * w,   d <- eta * ||w|| / ||d|| * d  (if the group has ``lars`` True and both norms > 0),
         classic momentum:  buf <- momentum * buf + lr * d,   w <- w - buf    (SimCLR's TensorFlow LARS),
@@ -31,14 +32,17 @@ class LARS(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001,
-                 classic_momentum: bool = False):
+                 classic_momentum: bool = False, trust: str = "update"):
+        if trust not in ("update", "larc"):
+            raise ValueError(f"LARS trust is 'update' (SimCLR, BYOL) or 'larc' (SwAV), not {trust!r}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True,
-                                      classic_momentum=classic_momentum))
+                                      classic_momentum=classic_momentum, trust=trust))
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        for group in self.param_groups:  # a checkpoint from before the option resumes as it was trained
+        for group in self.param_groups:  # a checkpoint from before the options resumes as it was trained
             group.setdefault("classic_momentum", False)
+            group.setdefault("trust", "update")
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -53,7 +57,12 @@ class LARS(torch.optim.Optimizer):
             # multi-tensor ops: a handful of kernel launches per group, not several per parameter
             d = torch._foreach_add([p.grad for p in params], params, alpha=group["weight_decay"])
             if group["lars"]:
-                w_norm, d_norm = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(d))
+                w_norm = torch.stack(torch._foreach_norm(params))
+                if group["trust"] == "larc":  # apex LARC: the norms of the gradient and of the decay, added
+                    g_norm = torch.stack(torch._foreach_norm([p.grad for p in params]))
+                    d_norm = torch.where(g_norm > 0, g_norm + group["weight_decay"] * w_norm, 0.0)
+                else:
+                    d_norm = torch.stack(torch._foreach_norm(d))
                 trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, 1.0)
                 torch._foreach_mul_(d, list(trust.unbind()))
             states = [self.state[p] for p in params]
@@ -101,7 +110,8 @@ def build(method: Method, cfg: Config, lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=0.0)
     if cfg.optimizer == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, classic_momentum=cfg.lars_classic_momentum)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, classic_momentum=cfg.lars_classic_momentum,
+                    trust=cfg.lars_trust)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=0.0)
 
 

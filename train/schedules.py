@@ -14,17 +14,27 @@ import numpy as np
 from .config import Config
 
 
-def cosine(start: float, end: float, total: int, warmup: int = 0) -> np.ndarray:
-    """``total`` values: a linear warm-up to ``start`` over ``warmup`` steps (never a zero first step),
-    then half a cosine from ``start`` to ``end`` over the rest (Loshchilov & Hutter 2017, without restarts)."""
+def warming(start: float, total: int, warmup: int, origin: float = 0.0) -> np.ndarray:
+    """The warm-up's ``total`` values (only the first ``warmup`` are read): from 0, ``start`` x (step + 1) / warmup
+    (never a zero first step); from ``origin`` > 0, linearly from it to ``start`` at the last warm-up step, as
+    SwAV's ``np.linspace(start_warmup, base_lr, warmup)``."""
+    step = np.arange(total, dtype=np.float64)
+    if origin:
+        return origin + (start - origin) * np.minimum(step / max(1, warmup - 1), 1)
+    return start * (step + 1) / max(1, warmup)
+
+
+def cosine(start: float, end: float, total: int, warmup: int = 0, origin: float = 0.0) -> np.ndarray:
+    """``total`` values: a linear warm-up to ``start`` over ``warmup`` steps (:func:`warming`), then half a cosine
+    from ``start`` to ``end`` over the rest (Loshchilov & Hutter 2017, without restarts)."""
     step = np.arange(total, dtype=np.float64)
     rest = np.clip((step - warmup) / max(1, total - warmup), 0, 1)
     values = end + (start - end) * 0.5 * (1 + np.cos(math.pi * rest))
-    return np.where(step < warmup, start * (step + 1) / max(1, warmup), values)
+    return np.where(step < warmup, warming(start, total, warmup, origin), values)
 
 
 def steps(start: float, milestones: tuple, steps_per_epoch: int, total: int, warmup: int = 0,
-          factors: tuple = ()) -> np.ndarray:
+          factors: tuple = (), origin: float = 0.0) -> np.ndarray:
     """``start`` times ``factors[i]`` from milestone epoch ``i`` on (default 0.1, 0.01, ...: x0.1 at each),
     after the same linear warm-up."""
     factors = tuple(factors) or tuple(0.1 ** (i + 1) for i in range(len(milestones)))
@@ -33,7 +43,7 @@ def steps(start: float, milestones: tuple, steps_per_epoch: int, total: int, war
     epoch = np.arange(total) // steps_per_epoch
     reached = sum((epoch >= m).astype(int) for m in milestones) if milestones else np.zeros(total, dtype=int)
     values = start * np.array((1.0, *factors))[reached]
-    return np.where(np.arange(total) < warmup, start * (np.arange(total) + 1) / max(1, warmup), values)
+    return np.where(np.arange(total) < warmup, warming(start, total, warmup, origin), values)
 
 
 def base_lr(cfg: Config) -> float:
@@ -52,10 +62,11 @@ def cosine_per_epoch(per_step: np.ndarray, steps_per_epoch: int, warmup: int = 0
 def lr_schedule(cfg: Config, steps_per_epoch: int) -> np.ndarray:
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     if cfg.schedule == "cosine":
-        return cosine(base_lr(cfg), cfg.lr_end, total, warmup)
+        return cosine(base_lr(cfg), cfg.lr_end, total, warmup, cfg.warmup_start)
     if cfg.schedule == "cosine-epoch":
-        return cosine_per_epoch(cosine(base_lr(cfg), cfg.lr_end, total, warmup), steps_per_epoch, warmup)
-    return steps(base_lr(cfg), cfg.milestones, steps_per_epoch, total, warmup, cfg.lr_factors)
+        return cosine_per_epoch(cosine(base_lr(cfg), cfg.lr_end, total, warmup, cfg.warmup_start), steps_per_epoch,
+                                warmup)
+    return steps(base_lr(cfg), cfg.milestones, steps_per_epoch, total, warmup, cfg.lr_factors, cfg.warmup_start)
 
 
 def weight_decay_schedule(cfg: Config, steps_per_epoch: int) -> np.ndarray:

@@ -32,3 +32,29 @@ class TwoViews(nn.Module):
         if len(images) != 2:
             raise ValueError(f"{len(images)} crops per image for two views: cut them with TwoViews.crops")
         return torch.cat([self.augment([images[0]]), (self.second or self.augment)([images[1]])])
+
+
+class MultiCrop(nn.Module):
+    """SwAV's multi-crop (Caron et al. 2020, Sec. 3.2): ``groups`` of (one-view maker, count), e.g. two 224-px crops
+    and six 96-px ones, each group its own crop size and scale range. Returns one batch per group, crops of one
+    image group after group in order (group g's crop j of every image, then crop j + 1), so that the backbone runs
+    once per resolution and crop v of the batch is rows v B .. (v + 1) B - 1 of the outputs concatenated.
+    In-memory images: each group augments the batch stacked ``count`` times in one call; image files arrive as
+    the crops the CPU workers cut (``crops``), one batch per crop."""
+
+    def __init__(self, groups: list[tuple[nn.Module, int]]):
+        super().__init__()
+        self.makers = nn.ModuleList(maker for maker, _ in groups)
+        self.counts = [count for _, count in groups]
+        self.crops = [crop for maker, count in groups for crop in list(maker.crops) * count]
+
+    def forward(self, images: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+        if isinstance(images, torch.Tensor):
+            return [maker(torch.cat([images] * count)) for maker, count in zip(self.makers, self.counts)]
+        if len(images) != len(self.crops):
+            raise ValueError(f"{len(images)} crops per image for {len(self.crops)} views: cut them with MultiCrop.crops")
+        out, first = [], 0
+        for maker, count in zip(self.makers, self.counts):
+            out.append(torch.cat([maker([crop]) for crop in images[first:first + count]]))
+            first += count
+        return out
