@@ -62,6 +62,7 @@ class Claim:
     predicts: str = "rises"  # the ordering the claim predicts: kNN "rises" or "falls" with the value, or the
     # lowest value "fails"
     base: tuple = ()  # e.g. (("momentum", "m", 0.999),): the sweep at the paper's momentum
+    default: object = None  # the value of a key the preset leaves to the method's default (SimSiam's stop-gradient)
 
     def __post_init__(self):
         if self.predicts not in ORDERINGS:
@@ -74,9 +75,12 @@ class Claim:
     def runs(self, scale: lineage.Scale) -> list[lineage.Run]:
         """The variants and the preset's own run (the lineage's), ordered by value."""
         preset = lineage.lineage_run(self.method, scale, *self.base)
-        own = preset.cfg.method[self.key]
-        labelled = replace(preset, label=f"{preset.label}, {self.symbol} = {own}")
-        return sorted(self.variants(scale) + [labelled], key=lambda run: run.cfg.method[self.key])
+        labelled = replace(preset, label=f"{preset.label}, {self.symbol} = {self.value(preset)}")
+        return sorted(self.variants(scale) + [labelled], key=self.value)
+
+    def value(self, run: lineage.Run):
+        """The run's value of the swept key."""
+        return run.cfg.method.get(self.key, self.default)
 
 
 CLAIMS = {
@@ -95,7 +99,7 @@ CLAIMS = {
                                 predicts="falls"),
     "simsiam-stop-gradient": Claim("simsiam", "stop_gradient", "stopgrad", (False,),
                                    "SimSiam (Sec. 4.1, Fig. 2): without the stop-gradient the model collapses",
-                                   predicts="fails"),
+                                   predicts="fails", default=True),
 }
 
 
@@ -219,7 +223,7 @@ def plot(claim: Claim, results: list[lineage.Result], path: Path, linear: list[f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = [res.run.cfg.method[claim.key] for res in results]
+    values = [claim.value(res.run) for res in results]
     fig, (curves, final) = plt.subplots(1, 2, figsize=(10, 3.6))
     for value, res in zip(values, results):
         epochs, _, knn = zip(*res.curve)
@@ -246,7 +250,7 @@ def verdict(claim: Claim, results: list[lineage.Result], scores: list[float] | N
     """Whether the full sweep (in order of value) shows the ordering the claim predicts by ``scores`` (default: each
     run's kNN), named ``measure``, with the numbers: "rises" or "falls", up or down at every step; "fails", the
     lowest value below every other by the gap to the next."""
-    value = [f"{claim.symbol} = {res.run.cfg.method[claim.key]}" for res in results]
+    value = [f"{claim.symbol} = {claim.value(res.run)}" for res in results]
     scores = scores if scores is not None else [res.knn for res in results]
     if claim.predicts == "fails":
         gap = min(scores[1:]) - scores[0]
@@ -271,14 +275,14 @@ def claim_text(name: str, claim: Claim, results: list[lineage.Result], missing: 
     if not results:
         return f"\n**{claim.says}.** Not yet measured: {command}.\n"
     linear = linear or [None] * len(results)
-    rows = "".join(f"| {res.run.cfg.method[claim.key]} | {res.knn:.2f} | "
+    rows = "".join(f"| {claim.value(res.run)} | {res.knn:.2f} | "
                    f"{'-' if top1 is None else f'{top1:.2f}'} | {res.bare_epochs:.1f} |\n"
                    for res, top1 in zip(results, linear, strict=True))
     held = "".join(f", {symbol} = {value}" for _, symbol, value in claim.base)
     text = (f"\n**{claim.says}.** {lineage.display(claim.method)}'s `fmnist` preset{held} with {claim.symbol} varied:\n\n"
             f"| {claim.symbol} | kNN top-1 (%) | linear top-1 (%) | bare epochs |\n|---|---|---|---|\n{rows}")
     if missing:
-        values = ", ".join(str(run.cfg.method[claim.key]) for run in missing)
+        values = ", ".join(str(claim.value(run)) for run in missing)
         text += f"\nNot yet measured: {claim.symbol} = {values} ({command}); until then this is a partial sweep.\n"
     else:
         text += f"\n- kNN: {verdict(claim, results)}\n"

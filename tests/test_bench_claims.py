@@ -36,6 +36,14 @@ def test_momentum_claim_covers_zero_and_the_papers_value():
     assert values == [0.0, 0.99, 0.999]
 
 
+def test_a_key_the_preset_leaves_to_the_methods_default_reads_as_that_default():
+    """SimSiam's preset sets no stop_gradient (so its lineage run's config stays the preset's): its own run is True."""
+    claim = claims.CLAIMS["simsiam-stop-gradient"]
+    runs = claim.runs(lineage.FULL)
+    assert [claim.value(run) for run in runs] == [False, True]
+    assert "stop_gradient" not in runs[1].cfg.method and runs[1].folder == lineage.lineage_run("simsiam", lineage.FULL).folder
+
+
 def test_the_ablations_are_the_claims_variants_not_the_presets_own_runs():
     names = claims.ablations()
     assert {"moco-resnet18-fmnist-K256", "moco-resnet18-fmnist-K16384", "moco-resnet18-fmnist-m0.0"} <= names
