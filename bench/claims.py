@@ -8,6 +8,7 @@ hyper-parameter varied, or (SimCLR) one trained model read two ways.
 - SimCLR (Chen et al. 2020, Sec. 4.2 and Fig. 8): the representation before the projection head is much
   better than the head's output.
 - SimSiam (Chen & He 2021, Sec. 4.1): without the stop-gradient it collapses.
+- BYOL (Grill et al. 2020, Table 5): without the predictor it collapses.
 
 Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed across sessions as the
 lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
@@ -100,6 +101,9 @@ CLAIMS = {
     "simsiam-stop-gradient": Claim("simsiam", "stop_gradient", "stopgrad", (False,),
                                    "SimSiam (Sec. 4.1, Fig. 2): without the stop-gradient the model collapses",
                                    predicts="fails", default=True),
+    "byol-predictor": Claim("byol", "predictor", "predictor", (False,),
+                            "BYOL (Table 5): without the predictor the representation collapses",
+                            predicts="fails", default=True),
 }
 
 

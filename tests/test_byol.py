@@ -120,3 +120,12 @@ def test_presets_follow_the_authors_numbers():
         ("lars", 0.9, 1e-3, True, False)
     assert (paper.warmup_epochs, paper.epochs, paper.schedule) == (10, 1000, "cosine")
     assert paper.method == dict(hidden=4096, dim=256, base_momentum=0.996, blur=(1.0, 0.1), solarize=(0.0, 0.2))
+
+
+def test_without_the_predictor_the_online_projection_meets_the_target_directly():
+    """Table 5's ablation: the predictor is the identity, and nothing of it trains."""
+    cfg = byol.PRESETS["smoke"].override(batch_size=8)
+    cfg = cfg.override(method={**cfg.method, "hidden": 32, "dim": 16, "predictor": False})
+    method = byol.build(cfg, 16, MEAN, STD)
+    assert isinstance(method.predictor, nn.Identity) and not list(method.predictor.parameters())
+    assert method(images(), torch.arange(8), Progress(0, 0, 2)).loss.requires_grad

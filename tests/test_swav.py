@@ -59,7 +59,7 @@ def test_the_loss_is_the_swapped_prediction_over_every_other_crop():
     torch.manual_seed(3)
     loss = method(images(), torch.arange(8), progress).loss
     with torch.no_grad():
-        z = F.normalize(torch.cat([method.projector(method.backbone(x)) for x in kept["crops"]]), dim=1)
+        z = F.normalize(method.projector(torch.cat([method.backbone(x) for x in kept["crops"]])), dim=1)
         scores = [s for s in (z @ method.prototypes.weight.T).split(8)]
         by_hand = 0.0
         for crop in (0, 1):
@@ -87,12 +87,14 @@ def test_the_prototypes_are_frozen_in_the_first_epoch_then_train_and_stay_unit_v
     assert torch.allclose(method.prototypes.weight.norm(dim=1), torch.ones(12), atol=1e-5)
 
 
-def test_multi_crop_runs_the_backbone_once_per_resolution_and_the_cpu_preset_is_2x32_and_6x16():
+def test_multi_crop_runs_the_backbone_once_per_resolution_and_the_head_once_and_the_cpu_preset_is_2x32_and_6x16():
     method, _ = smoke()
-    sizes = []
+    sizes, heads = [], []
     method.backbone.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape)))
+    method.projector.register_forward_pre_hook(lambda module, args: heads.append(len(args[0])))
     method(images(), torch.arange(8), Progress(0, 0, 2))
     assert sizes == [(16, 3, 32, 32), (48, 3, 16, 16)]
+    assert heads == [64]  # the head's BatchNorm normalises all eight crops together, as the authors' forward_head
     assert [crop.size for crop in method.augment.crops] == [32] * 2 + [16] * 6
     assert [crop.scale for crop in method.augment.crops] == [(0.14, 1.0)] * 2 + [(0.05, 0.14)] * 6
 

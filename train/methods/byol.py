@@ -7,7 +7,8 @@ exponential moving average of the online network, xi <- tau xi + (1 - tau) theta
 rising from 0.996 to 1 on a cosine of training progress (Sec. 3.2). The loss (eq. 2) is the squared distance of
 the normalised prediction and target projection, 2 - 2 cos(q_theta(z_theta), z'_xi), symmetrised by swapping the
 views (eq. 4: L + L~), the target's side without gradient. The predictor and the slow target are what keep the
-outputs from collapsing; the step logs the collapse gauge of ``train.blocks.collapse``.
+outputs from collapsing (without the predictor, Table 5 reads 0.2%: ``predictor=False``, ``bench.claims``); the
+step logs the collapse gauge of ``train.blocks.collapse``.
 
 As the authors' code: the projector and predictor are MLPs 4096 -> 256 (Linear with bias, BatchNorm, ReLU,
 Linear without bias), the two views are augmented differently (blur always in the first, one time in ten in the second, which
@@ -20,6 +21,7 @@ online linear classifier trains beside it (the kNN monitor reads the features in
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .. import distributed
 from ..augment import StrongAugment
@@ -34,11 +36,13 @@ from .base import Method, Progress, StepOutput, make_backbone
 
 
 class BYOL(Method):
-    def __init__(self, backbone, augment, second, hidden: int = 4096, dim: int = 256, base_momentum: float = 0.996):
+    def __init__(self, backbone, augment, second, hidden: int = 4096, dim: int = 256, base_momentum: float = 0.996,
+                 predictor: bool = True):
         super().__init__()
         self.backbone = backbone
         self.projector = mlp([backbone.num_features, hidden, dim], hidden_bias=True, last_bias=False)
-        self.predictor = mlp([dim, hidden, dim], hidden_bias=True, last_bias=False)
+        # predictor=False: the ablation of Table 5, where the online projection must match the target's directly
+        self.predictor = mlp([dim, hidden, dim], hidden_bias=True, last_bias=False) if predictor else nn.Identity()
         self.augment = TwoViews(augment, second)
         self.momentum_encoder = momentum_copy(self.backbone, self.projector)  # the target network (f_xi, g_xi)
         self.base_momentum = base_momentum

@@ -10,10 +10,13 @@ predict them from its own scores (the swapped prediction, eqs. 1-2):
     l(z_t, q_s) = -sum_k q_s^(k) log softmax_k(z_t^T C / tau),   tau = 0.1,
 
 averaged over the other crops and over the crops that give codes (the two global ones). Multi-crop (Sec. 3.2):
-two crops at full resolution and six small ones of a smaller area, each resolution one backbone call; only the
-full-resolution crops give codes. The prototypes stay frozen for the first epoch (``freeze_prototypes_epochs``:
-the authors' 313 iterations of batch 4096), and with small batches a queue of earlier features joins the
-Sinkhorn problem from ``queue_start_epoch`` on, once it is full (the authors' ``use_the_queue``).
+two crops at full resolution and six small ones of a smaller area, each resolution one backbone call and the
+projection head one call over every crop; only the full-resolution crops give codes. The prototypes stay frozen
+for the first epoch (``freeze_prototypes_epochs``; the authors' scripts freeze 313 iterations at batch 4096 and
+5005 at 256, an epoch and one step), and with small batches a queue of earlier features joins the Sinkhorn
+problem from ``queue_start_epoch`` on, once it is full (the authors' ``use_the_queue``). Each process queues its
+own features; a checkpoint keeps the first process's queue, which every process resumes with (the authors save
+one file per process).
 """
 from __future__ import annotations
 
@@ -58,14 +61,16 @@ class SwAV(Method):
             return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)
         queue = self.queues[i]
         if self.queued >= len(queue):
-            scores = torch.cat([queue.keys @ self.prototypes.weight.detach().T, scores])
+            scores = torch.cat([queue.keys.float() @ self.prototypes.weight.detach().float().T, scores])
         queue.enqueue(features)
         return sinkhorn(scores, self.epsilon, self.sinkhorn_iterations)[-len(features):]
 
     def forward(self, images, index, progress: Progress) -> StepOutput:
-        crops = self.augment(images)  # one batch per resolution
-        z = F.normalize(torch.cat([self.projector(self.backbone(x)) for x in crops]).float(), dim=1)
-        scores = self.prototypes(z).float()
+        crops = self.augment(images)  # one batch per resolution: a backbone call each, one head call for all (its
+        features = torch.cat([self.backbone(x) for x in crops])  # BatchNorm over every crop, as resnet50.py)
+        z = F.normalize(self.projector(features).float(), dim=1)
+        with torch.autocast(z.device.type, enabled=False):  # scores in float32: e^(score / 0.05) magnifies bf16's steps
+            scores = self.prototypes(z)
         views = len(self.augment.crops)
         batch = len(z) // views
         log_p = F.log_softmax(scores.view(views, batch, -1) / self.temperature, dim=-1)  # every crop's prediction
@@ -106,7 +111,8 @@ def build(cfg: Config, num_images: int, mean, std) -> SwAV:
     method = dict(cfg.method)
     blur = method.pop("blur", 0.5)
     views = MultiCrop([(crop_maker(size, scale, mean, std, blur), count) for count, size, scale in method.pop("crops")])
-    return distributed.global_batch_norm(SwAV(make_backbone(cfg), views, **method))  # SyncBN, as the scripts'
+    # SyncBN over every process, as the batch-256 scripts (the 800-epoch one syncs groups of 8 GPUs, 512 images)
+    return distributed.global_batch_norm(SwAV(make_backbone(cfg), views, **method))
 
 
 # scripts/swav_800ep_pretrain.sh: 2 x 224 (area 0.14-1) + 6 x 96 (0.05-0.14), codes from the two global crops,
