@@ -82,8 +82,8 @@ def test_a_shortfall_says_what_the_monitor_says_of_why():
 def test_methods_default_to_every_registered_one_with_an_fmnist_preset_and_unknown_names_are_refused():
     assert presets.methods_with_preset() == [m for m in METHODS if "fmnist" in METHODS[m].PRESETS]
     assert presets.parse_methods("instdisc, invaspread") == ["instdisc", "invaspread"]
-    with pytest.raises(argparse.ArgumentTypeError, match="unknown method 'swav'; choose from instdisc"):
-        presets.parse_methods("instdisc,swav")
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown method 'swaw'; choose from instdisc"):
+        presets.parse_methods("instdisc,swaw")
 
 
 def test_quick_and_sweep_runs_never_share_a_folder_or_an_exported_name_with_the_full_run():
