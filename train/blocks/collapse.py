@@ -31,5 +31,6 @@ def collapse_warning(means: dict[str, float]) -> str | None:
     if std is None or std >= COLLAPSED:
         return None
     return (f"warning: the outputs have collapsed ({GAUGE} {std:.3g}; about 1 when spread, 0 when every image "
-            "maps to one point), so the features carry almost nothing. Check that the target side's gradient is "
-            "stopped (the paper's stop-gradient), then lower the lr or add warm-up epochs; resuming will not help.")
+            "maps to one point), so the features carry almost nothing. Check what keeps the method from collapsing "
+            "(SimSiam's stop-gradient, BYOL's predictor and slowly moving target), then lower the lr or add warm-up "
+            "epochs; resuming will not help.")
