@@ -82,11 +82,16 @@ def global_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def all_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed in place over every rank (itself on one process), and returned."""
+    if world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
 @torch.no_grad()
 def mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of ``tensor`` over ranks, so that every rank holds the same value."""
     if world_size() > 1:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-        tensor /= world_size()
+        tensor = all_sum(tensor.clone()) / world_size()
     return tensor

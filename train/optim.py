@@ -11,7 +11,7 @@ from collections import Counter
 import torch
 from torch import nn
 
-from .config import Config
+from .config import CHOICES, Config
 from .methods.base import Method, split_norm_bias
 
 
@@ -33,7 +33,7 @@ class LARS(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001,
                  classic_momentum: bool = False, trust: str = "update"):
-        if trust not in ("update", "larc"):
+        if trust not in CHOICES["lars_trust"]:
             raise ValueError(f"LARS trust is 'update' (SimCLR, BYOL) or 'larc' (SwAV), not {trust!r}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True,
                                       classic_momentum=classic_momentum, trust=trust))

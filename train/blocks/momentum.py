@@ -3,8 +3,8 @@ teachers of the later methods."""
 from __future__ import annotations
 
 import copy
-import math
 import itertools
+import math
 
 import torch
 from torch import nn

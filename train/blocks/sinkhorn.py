@@ -2,16 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
 from .. import distributed
-
-
-def all_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` summed over every process (itself on one)."""
-    if distributed.world_size() > 1:
-        dist.all_reduce(tensor)
-    return tensor
+from ..distributed import all_sum
 
 
 @torch.no_grad()

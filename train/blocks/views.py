@@ -40,7 +40,7 @@ class MultiCrop(nn.Module):
     image group after group in order (group g's crop j of every image, then crop j + 1), so that the backbone runs
     once per resolution and crop v of the batch is rows v B .. (v + 1) B - 1 of the outputs concatenated.
     In-memory images: each group augments the batch stacked ``count`` times in one call; image files arrive as
-    the crops the CPU workers cut (``crops``), one batch per crop."""
+    the crops the CPU workers cut (``crops``), one batch per crop, and each group's are viewed in one call too."""
 
     def __init__(self, groups: list[tuple[nn.Module, int]]):
         super().__init__()
@@ -54,7 +54,7 @@ class MultiCrop(nn.Module):
         if len(images) != len(self.crops):
             raise ValueError(f"{len(images)} crops per image for {len(self.crops)} views: cut them with MultiCrop.crops")
         out, first = [], 0
-        for maker, count in zip(self.makers, self.counts):
-            out.append(torch.cat([maker([crop]) for crop in images[first:first + count]]))
+        for maker, count in zip(self.makers, self.counts):  # a group's crops share a size: one call views them all
+            out.append(maker([torch.cat(images[first:first + count])]))
             first += count
         return out

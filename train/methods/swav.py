@@ -117,7 +117,7 @@ def build(cfg: Config, num_images: int, mean, std) -> SwAV:
 
 # scripts/swav_800ep_pretrain.sh: 2 x 224 (area 0.14-1) + 6 x 96 (0.05-0.14), codes from the two global crops,
 # T = 0.1, epsilon 0.05, 3 Sinkhorn iterations, 128-d, 3000 prototypes, no queue at batch 4096, the prototypes frozen
-# for 313 iterations (one epoch at 4096); resnet50.py's head: Linear 2048 (with bias) -> BN -> ReLU -> Linear 128
+# for 313 iterations (an epoch of 312 steps at 4096, and one more); resnet50.py's head: Linear 2048 (with bias) -> BN -> ReLU -> Linear 128
 PAPER_METHOD = dict(hidden=2048, dim=128, prototypes=3000, temperature=0.1, epsilon=0.05, sinkhorn_iterations=3,
                     crops=((2, 224, (0.14, 1.0)), (6, 96, (0.05, 0.14))), crops_for_assign=(0, 1),
                     freeze_prototypes_epochs=1, queue_size=0, blur=0.5)
