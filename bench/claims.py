@@ -9,6 +9,7 @@ hyper-parameter varied, or (SimCLR) one trained model read two ways.
   better than the head's output.
 - SimSiam (Chen & He 2021, Sec. 4.1): without the stop-gradient it collapses.
 - BYOL (Grill et al. 2020, Table 5): without the predictor it collapses.
+- DINO (Caron et al. 2021, Sec. 5.3): sharpening without centring collapses.
 
 Each variant is a full `fmnist` run, trained, timed in bare epochs and resumed across sessions as the
 lineage's runs are (``bench.knn_fmnist``), whose finished runs give each claim its preset's own value.
@@ -104,6 +105,9 @@ CLAIMS = {
     "byol-predictor": Claim("byol", "predictor", "predictor", (False,),
                             "BYOL (Table 5): without the predictor the representation collapses",
                             predicts="fails", default=True),
+    "dino-centring": Claim("dino", "centring", "centring", (False,),
+                           "DINO (Sec. 5.3): sharpening the teacher without centring it collapses the outputs",
+                           predicts="fails", default=True),
 }
 
 

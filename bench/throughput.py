@@ -66,7 +66,8 @@ def step_seconds(step, steps: int, warmup: int) -> list[float]:
 def own_backbone(method, device: torch.device) -> torch.nn.Module:
     """A copy of the backbone ``method`` exports, with its own parameters (and optimiser), in the layout the engine
     trains the method in: the same convolutions, so that its step is the least the method's can take."""
-    return on_device(copy.deepcopy(method.export()), device)
+    backbone = copy.deepcopy(method.export()).requires_grad_(True)  # trainable even where the export is an EMA
+    return on_device(backbone, device)                                # teacher (DINO's), frozen in the method
 
 
 def steps(names: list[str], data: datasets.Data, batch: int = BARE.batch_size, device: torch.device = CPU) -> dict:

@@ -29,6 +29,8 @@ LOSSES = {
     "nt_xent": lambda z, keys: losses.nt_xent(z, keys, 3, 0.5, negatives=unit(4, 2))[0],
     "invariance_spreading_loss": lambda z, keys: losses.invariance_spreading_loss(z, keys, 3, 0.1)[0],
     "info_nce": lambda z, keys: losses.info_nce(z[:3], keys[:3], unit(5, 3))[0],
+    "in_batch_info_nce": lambda z, keys: losses.in_batch_info_nce(z, keys.detach(), 3, 0.2)[0],
+    "dino_loss": lambda z, keys: losses.dino_loss(z, keys[:4].detach(), unit(1, 5), crops=3),
 }
 
 

@@ -147,3 +147,20 @@ def test_its_networks_are_what_a_step_calls_and_hold_every_trained_parameter(nam
     assert called == set(range(len(networks)))
     inside = {id(p) for network in networks for p in network.parameters()}
     assert all(id(p) in inside for p in method.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(METHODS) if "smoke-vit" in METHODS[n].PRESETS])
+def test_a_vit_preset_trains_and_its_export_loads_as_a_plain_timm_vit(name, zoo_home, tmp_path):
+    """The stage-4 methods on a Vision Transformer: a step trains it, and the export (whatever class the method
+    gives its ViT) loads through the zoo as timm's and gives the same features."""
+    cfg = METHODS[name].PRESETS["smoke-vit"].override(**TINY)
+    torch.manual_seed(0)
+    method = METHODS[name].build(cfg, NUM_IMAGES, MEAN, STD)
+    out = engine_step(method, cfg)
+    assert math.isfinite(out.loss.item())
+    exported = copy.deepcopy(method.export()).eval()
+    loaded = zoo.load(str(write_checkpoint(exported, tmp_path / name, cfg, data(), card="# test\n")))
+    assert type(loaded).__name__ == "VisionTransformer"
+    x = Preprocess(cfg.image_size, MEAN, STD)(IMAGES[:4])
+    with torch.no_grad():
+        assert torch.allclose(exported(x), loaded(x), atol=1e-6)

@@ -29,6 +29,7 @@ class Crop:
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (3 / 4, 4 / 3)
     sampler: str = "torchvision"
+    interpolation: str = "bilinear"  # of an image file's crop (DINO's code: "bicubic"); the in-memory warp is bilinear
 
     def on_device(self) -> nn.Module:
         """The crop of a whole batch as one affine warp (bilinear without antialiasing: the in-memory images are
@@ -39,7 +40,8 @@ class Crop:
         """The same crop as a transform of a PIL image, to a uint8 tensor."""
         from torchvision import transforms
 
-        crop = (transforms.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio)
+        resize = transforms.InterpolationMode(self.interpolation)
+        crop = (transforms.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio, interpolation=resize)
                 if self.sampler == "torchvision" else DistortedCrop(self.size, self.scale, self.ratio))
         return transforms.Compose([crop, transforms.PILToTensor()])
 
@@ -160,9 +162,11 @@ class StrongAugment(nn.Module):
     """
 
     def __init__(self, size: int, mean, std, scale=(0.08, 1.0), jitter: nn.Module | None = None, blur: float = 0.5,
-                 tensorflow: bool = False, solarize: float = 0.0, blur_padding: str | None = None):
+                 tensorflow: bool = False, solarize: float = 0.0, blur_padding: str | None = None,
+                 interpolation: str = "bilinear"):
         super().__init__()
-        self.crops = [Crop(size, scale, sampler="tensorflow" if tensorflow else "torchvision")]
+        self.crops = [Crop(size, scale, sampler="tensorflow" if tensorflow else "torchvision",
+                           interpolation=interpolation)]
         self.jitter = jitter or colour_jitter(*simclr_jitter(1.0))
         ops = [self.crops[0].on_device(), self.jitter, T.RandomGrayscale(p=0.2)]
         if blur:

@@ -140,3 +140,46 @@ def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's loss (Grill et al. 2020, eq. 2): ||p / ||p|| - z / ||z|| ||^2 = 2 - 2 cos(p, z), averaged over the
     batch, as the authors' ``regression_loss``; the caller stops z's gradient (the target network's)."""
     return 2 + 2 * negative_cosine(p, z)
+
+
+def in_batch_info_nce(q: torch.Tensor, keys: torch.Tensor, offset: int = 0, temperature: float = 1.0
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MoCo v3's ctr(q, k) (Chen, Xie & He 2021, eq. 1 and Algorithm 1): InfoNCE with the keys of the same batch,
+
+        L_q = -log exp(q . k+ / T) / sum_k exp(q . k / T),
+
+    query i's positive the key of the same image under the other view, the other images' keys its negatives
+    (no queue). ``q`` [b, d] are this process's queries, ``keys`` [M, d] every process's keys (gathered without
+    gradient), query i's at row ``offset + i``. As the authors' code: both normalised here, the cross-entropy times
+    2T (which makes the gradient's scale not depend on T), in float32 whatever the autocast. Returns the loss and,
+    detached, the fraction of queries whose key scores highest.
+    """
+    with torch.autocast(q.device.type, enabled=False):
+        q, keys = F.normalize(q.float(), dim=1), F.normalize(keys.float(), dim=1)
+        logits = q @ keys.T / temperature
+        positive = offset + torch.arange(len(q), device=q.device)
+        loss = F.cross_entropy(logits, positive) * (2 * temperature)
+        return loss, (logits.argmax(dim=1) == positive).float().mean().detach()
+
+
+def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, crops: int,
+              student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> torch.Tensor:
+    """DINO's cross-entropy (Caron et al. 2021, eq. 2 and Algorithm 1), over every (teacher crop, other student crop)
+    pair:
+
+        H(P_t(x), P_s(x')) = -sum_k P_t(x)_k log P_s(x')_k,
+        P_s = softmax(g_s / T_s),   P_t = softmax((g_t - c) / T_t),
+
+    the teacher's outputs centred by ``c`` and sharpened by T_t < T_s, without gradient. ``student`` [V b, K] holds
+    every crop (V = ``crops``), crop v at rows v b .. (v + 1) b - 1; ``teacher`` [G b, K] the global crops, in the
+    order of the student's first G. Each pair's cross-entropy is averaged over the batch, then the pairs are averaged (crop v is
+    never paired with itself), as the authors' ``DINOLoss``; in float32 whatever the autocast.
+    """
+    with torch.autocast(student.device.type, enabled=False):
+        batch = len(student) // crops
+        globals_ = len(teacher) // batch
+        log_p = F.log_softmax(student.float() / student_temperature, dim=-1).view(crops, batch, -1)
+        q = F.softmax((teacher.detach().float() - center) / teacher_temperature, dim=-1).view(globals_, batch, -1)
+        cross = -torch.einsum("gbk,vbk->gv", q, log_p) / batch  # [G, V]: each pair's batch-mean cross-entropy
+        same = torch.eye(globals_, crops, dtype=torch.bool, device=cross.device)
+        return cross.masked_fill(same, 0.0).sum() / (globals_ * crops - globals_)  # no mask index: no host sync

@@ -58,3 +58,15 @@ class MultiCrop(nn.Module):
             out.append(maker([torch.cat(images[first:first + count])]))
             first += count
         return out
+
+
+def by_resolution(batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Consecutive batches of one image size concatenated: one backbone call per resolution, as DINO's
+    ``MultiCropWrapper`` runs its two global crops (made by two makers) together and the local ones together."""
+    runs: list[list[torch.Tensor]] = []
+    for batch in batches:
+        if runs and runs[-1][0].shape[-2:] == batch.shape[-2:]:
+            runs[-1].append(batch)
+        else:
+            runs.append([batch])
+    return [torch.cat(run) if len(run) > 1 else run[0] for run in runs]
