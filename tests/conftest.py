@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the network
@@ -58,3 +59,33 @@ def two_processes(target) -> dict:
         results = manager.dict()
         mp.spawn(target, args=(port, results), nprocs=2)
         return dict(results)
+
+
+def step_with_target_apart(method, cfg, progress, online, images, lr: float = 100.0):
+    """One engine step of ``method`` at ``lr`` (LARS at 100 moves each weight by about a tenth: a visible move),
+    after moving its momentum encoder away from the ``online`` modules it copies, as after some training.
+    Returns the momentum encoder's and the online modules' parameters before the step."""
+    from train import optim
+    from train.engine import Schedules, train_step
+
+    cfg = cfg.override(lr=lr, lr_scaling="none")
+    plan = Schedules.of(cfg, steps_per_epoch=4)
+    optimizer = optim.build(method, cfg, plan.base_lr)
+    with torch.no_grad():
+        for p in method.momentum_encoder.parameters():
+            p.add_(torch.randn_like(p))
+    target = [p.detach().clone() for p in method.momentum_encoder.parameters()]
+    before = [p.detach().clone() for m in online for p in m.parameters()]
+    train_step(method, method, optimizer, plan, images, torch.arange(len(images)), progress, cfg, torch.device("cpu"))
+    return target, before
+
+
+@contextlib.contextmanager
+def gloo_group(rank: int, port: int, world: int = 2):
+    """Inside a process of :func:`two_processes`: its gloo process group, destroyed on the way out."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()

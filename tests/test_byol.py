@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import step_with_target_apart
+
 from train import batch_transforms as T
-from train import optim
 from train.blocks.losses import regression_loss
 from train.blocks.momentum import cosine_momentum
-from train.engine import Schedules, train_step
 from train.methods import byol
 from train.methods.base import Progress
 
@@ -46,16 +46,9 @@ def test_tau_rises_from_its_base_to_one_on_a_cosine():
 def test_after_a_step_the_target_is_the_moving_average_with_the_new_online_weights():
     """xi <- tau xi + (1 - tau) theta, theta the online weights after this step's update, tau at this step."""
     method, cfg = smoke()
-    cfg = cfg.override(lr=100.0, lr_scaling="none")  # LARS steps of about a tenth of each weight: a visible move
-    plan = Schedules.of(cfg, steps_per_epoch=4)
-    optimizer = optim.build(method, cfg, plan.base_lr)
-    progress = Progress(0, 3, plan.total_steps)
-    with torch.no_grad():  # a target apart from the online network, as after some training
-        for p in method.momentum_encoder.parameters():
-            p.add_(torch.randn_like(p))
-    target_before = [p.detach().clone() for p in method.momentum_encoder.parameters()]
-    online_before = [p.detach().clone() for m in (method.backbone, method.projector) for p in m.parameters()]
-    train_step(method, method, optimizer, plan, images(), torch.arange(8), progress, cfg, torch.device("cpu"))
+    progress = Progress(0, 3, 8)
+    target_before, online_before = step_with_target_apart(method, cfg, progress, (method.backbone, method.projector),
+                                                          images())
     online = [p.detach() for m in (method.backbone, method.projector) for p in m.parameters()]
     tau = cosine_momentum(cfg.method["base_momentum"], progress.fraction)
     assert 0.99 < tau < 1
@@ -67,15 +60,6 @@ def test_after_a_step_the_target_is_the_moving_average_with_the_new_online_weigh
     first = cosine_momentum(cfg.method["base_momentum"], 0.0)
     assert not all(torch.allclose(after, first * before + (1 - first) * theta, atol=1e-6)
                    for before, after, theta in zip(target_before, method.momentum_encoder.parameters(), online))
-
-
-def test_the_target_gets_no_gradient_and_is_no_parameter_of_the_optimiser():
-    method, cfg = smoke()
-    method(images(), torch.arange(8), Progress(0, 0, 2)).loss.backward()
-    assert all(p.grad is None and not p.requires_grad for p in method.momentum_encoder.parameters())
-    assert all(p.grad is not None for p in method.predictor.parameters())
-    trained = {id(p) for g in optim.param_groups(method, cfg) for p in g["params"]}
-    assert not trained & {id(p) for p in method.momentum_encoder.parameters()}
 
 
 def test_the_heads_are_the_authors_mlps():

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import step_with_target_apart
+
 from train import optim
 from train.blocks.heads import DINOHead
 from train.blocks.losses import dino_loss
@@ -114,12 +116,8 @@ def test_the_last_layer_is_frozen_in_the_first_epoch_only():
 
 def test_after_a_step_the_teacher_is_the_moving_average_with_the_new_student_weights():
     method, cfg = smoke()
-    with torch.no_grad():
-        for p in method.momentum_encoder.parameters():
-            p.add_(torch.randn_like(p))
-    teacher_before = [p.detach().clone() for p in method.momentum_encoder.parameters()]
     progress = Progress(1, 5, 8)
-    step(method, cfg, progress, lr=1.0)
+    teacher_before, _ = step_with_target_apart(method, cfg, progress, (method.backbone, method.head), images(), lr=1.0)
     student = [p.detach() for m in (method.backbone, method.head) for p in m.parameters()]
     lam = cosine_momentum(cfg.method["base_momentum"], progress.fraction)
     for before, after, theta in zip(teacher_before, method.momentum_encoder.parameters(), student):

@@ -1,10 +1,8 @@
 """Stage 4 across processes (two over gloo on this CPU): MoCo v3's queries against every process's keys train as
 one process on the whole batch, and DINO's centre moves by the global batch's mean on every process."""
-import os
-
 import torch
 
-from conftest import two_processes
+from conftest import gloo_group, two_processes
 from train import distributed
 from train.blocks import losses
 from train.methods import dino
@@ -35,9 +33,7 @@ def single_process_gradient() -> torch.Tensor:
 
 
 def _mocov3_rank(rank: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port):
         query, key = networks()
         x1, x2 = (v[rank] for v in views())
         with torch.no_grad():  # as MoCoV3.forward: every process's keys, without gradient
@@ -49,8 +45,6 @@ def _mocov3_rank(rank: int, port: int, results) -> None:
         grad = query.weight.grad.clone()
         torch.distributed.all_reduce(grad)  # what DDP does with parameter gradients: their mean
         results[rank] = grad / 2
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def test_mocov3_over_two_processes_trains_as_one_process_on_the_whole_batch():
@@ -61,9 +55,7 @@ def test_mocov3_over_two_processes_trains_as_one_process_on_the_whole_batch():
 
 
 def _dino_rank(rank: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, port):
         torch.manual_seed(2)
         teacher = torch.randn(2, 6, 256)  # [rank, global crops x batch, K]
         method = dino.DINO.__new__(dino.DINO)  # only the centre's state: no network needed
@@ -72,8 +64,6 @@ def _dino_rank(rank: int, port: int, results) -> None:
         method.center_momentum = 0.9
         method.update_center(teacher[rank])
         results[rank] = method.center.clone()
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def test_dino_centre_is_the_same_on_every_process_and_follows_the_global_mean():

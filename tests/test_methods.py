@@ -84,6 +84,24 @@ def test_a_training_step_trains_the_exported_model(name):
     assert any(not torch.equal(before[k], p) for k, p in exported.named_parameters())
 
 
+MOMENTUM_ENCODERS = ("moco", "mocov2", "byol", "mocov3", "dino")  # key encoders, BYOL's target, DINO's teacher
+
+
+def test_the_methods_with_a_momentum_encoder_are_those_listed():
+    assert {name for name in METHODS if hasattr(build(name)[0], "momentum_encoder")} == set(MOMENTUM_ENCODERS)
+
+
+@pytest.mark.parametrize("name", MOMENTUM_ENCODERS)
+def test_a_momentum_encoder_gets_no_gradient_and_is_no_parameter_of_the_optimiser(name):
+    """Moved only by its moving average, never by the optimiser."""
+    method, cfg = build(name)
+    target = method.momentum_encoder
+    method(IMAGES[INDEX], INDEX, PROGRESS).loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in target.parameters())
+    trained = {id(p) for g in optim.param_groups(method, cfg) for p in g["params"]}
+    assert trained and not trained & {id(p) for p in target.parameters()}
+
+
 @every_method
 def test_state_round_trips_through_a_checkpoint(name, tmp_path):
     method, cfg = build(name)

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import step_with_target_apart
+
 from train import optim
 from train.blocks.losses import in_batch_info_nce
 from train.blocks.momentum import cosine_momentum
@@ -46,16 +48,9 @@ def test_the_loss_is_infonce_over_the_batch_keys_times_2t():
 def test_the_key_encoder_is_averaged_with_the_weights_before_the_step_then_gives_the_keys():
     """theta_k <- m theta_k + (1 - m) theta_q at the start of the step (theta_q not yet updated), m on its cosine."""
     method, cfg = smoke()
-    cfg = cfg.override(lr=100.0, lr_scaling="none")  # LARS steps of about a tenth of each weight: a visible move
-    plan = Schedules.of(cfg, steps_per_epoch=4)
-    optimizer = optim.build(method, cfg, plan.base_lr)
-    progress = Progress(0, 3, plan.total_steps)
-    with torch.no_grad():  # a key encoder apart from the query encoder, as after some training
-        for p in method.momentum_encoder.parameters():
-            p.add_(torch.randn_like(p))
-    key_before = [p.detach().clone() for p in method.momentum_encoder.parameters()]
-    online_before = [p.detach().clone() for m in (method.backbone, method.projector) for p in m.parameters()]
-    train_step(method, method, optimizer, plan, images(), torch.arange(8), progress, cfg, torch.device("cpu"))
+    progress = Progress(0, 3, 8)
+    key_before, online_before = step_with_target_apart(method, cfg, progress, (method.backbone, method.projector),
+                                                       images())
     m = cosine_momentum(cfg.method["base_momentum"], progress.fraction)
     assert 0.99 < m < 1
     for before, after, theta in zip(key_before, method.momentum_encoder.parameters(), online_before):
@@ -64,15 +59,6 @@ def test_the_key_encoder_is_averaged_with_the_weights_before_the_step_then_gives
     assert sum(not torch.equal(a, b) for a, b in zip(online_before, online_after)) > len(online_before) // 2
     # the predictor is no part of the key encoder
     assert len(key_before) == len(online_before)
-
-
-def test_keys_get_no_gradient_and_the_key_encoder_is_no_parameter_of_the_optimiser():
-    method, cfg = smoke()
-    method(images(), torch.arange(8), Progress(0, 0, 2)).loss.backward()
-    assert all(p.grad is None and not p.requires_grad for p in method.momentum_encoder.parameters())
-    assert all(p.grad is not None for p in method.predictor.parameters())
-    trained = {id(p) for g in optim.param_groups(method, cfg) for p in g["params"]}
-    assert not trained & {id(p) for p in method.momentum_encoder.parameters()}
 
 
 def layout(head):
