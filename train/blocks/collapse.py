@@ -32,5 +32,5 @@ def collapse_warning(means: dict[str, float]) -> str | None:
         return None
     return (f"warning: the outputs have collapsed ({GAUGE} {std:.3g}; about 1 when spread, 0 when every image "
             "maps to one point), so the features carry almost nothing. Check what keeps the method from collapsing "
-            "(SimSiam's stop-gradient, BYOL's predictor and slowly moving target), then lower the lr or add warm-up "
-            "epochs; resuming will not help.")
+            "(SimSiam's stop-gradient, BYOL's predictor and slowly moving target, DINO's centring and sharpening), "
+            "then lower the lr or add warm-up epochs; resuming will not help.")
