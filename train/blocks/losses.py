@@ -172,8 +172,8 @@ def dino_loss(student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor
 
     the teacher's outputs centred by ``c`` and sharpened by T_t < T_s, without gradient. ``student`` [V b, K] holds
     every crop (V = ``crops``), crop v at rows v b .. (v + 1) b - 1; ``teacher`` [G b, K] the global crops, in the
-    order of the student's first G. Each pair's cross-entropy is averaged over the batch, then the pairs are averaged (crop v is
-    never paired with itself), as the authors' ``DINOLoss``; in float32 whatever the autocast.
+    order of the student's first G. Each pair's cross-entropy is averaged over the batch, then the pairs are
+    averaged (crop v is never paired with itself), as the authors' ``DINOLoss``; in float32 whatever the autocast.
     """
     with torch.autocast(student.device.type, enabled=False):
         batch = len(student) // crops

@@ -75,9 +75,10 @@ class DINO(Method):
 
     def forward(self, images, index, progress: Progress) -> StepOutput:
         crops = self.augment(images)  # the two global crops' batches first, then the local crops'
-        student = self.head(torch.cat([self.backbone(x) for x in by_resolution(crops)]))
-        with torch.no_grad():
-            teacher = self.momentum_encoder(torch.cat(crops[:2]))
+        runs = by_resolution(crops)  # one batch per resolution, the global crops' first
+        student = self.head(torch.cat([self.backbone(x) for x in runs]))
+        with torch.no_grad():  # the global crops: a view of the student's first batch, not a second concatenation
+            teacher = self.momentum_encoder(runs[0][:2 * len(crops[0])])
         views = len(self.augment.crops)
         loss = dino_loss(student, teacher, self.center, views, self.student_temperature,
                          self.teacher_temperature_at(progress.epoch))
